@@ -1,0 +1,520 @@
+"""Expression nodes, primitives, traces and ``bind``: the engine.
+
+A transform opens a :class:`Trace` one level above the active ones and runs the
+user's function on :class:`Expr` nodes of that trace. Applying a primitive
+(:func:`bind`) to arguments of several levels takes the highest level, lowers
+that level's nodes to their values (which may be nodes of lower levels), applies
+the primitive to those values (recursively, so the outer traces record it too)
+and wraps the result as a node of the top level. Each node holds its concrete
+value, so Python control flow on nodes works, and its creation index, so the
+tape (creation order) is a topological order for the reverse pass.
+
+This module imports nothing of fgrad.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Union
+
+__all__ = [
+    "Expr",
+    "Primitive",
+    "Trace",
+    "bind",
+    "new_trace",
+    "EscapedNodeError",
+    "Number",
+]
+
+Number = Union[float, int]
+
+
+class EscapedNodeError(ValueError):
+    """A node was used after the transform that created it had returned."""
+
+
+class TraceGuardError(TypeError):
+    """A traced value was turned into a plain number where that is not allowed."""
+
+
+class Trace:
+    """The recording context of one transform at one nesting level.
+
+    ``tape`` lists the trace's nodes in creation order; ``live`` turns False
+    when the transform returns, and the tape is dropped then, which also breaks
+    the node -> trace -> tape -> node cycle so that reference counting alone
+    frees the graph.
+    """
+
+    __slots__ = ("level", "tape", "live", "name", "in_tree", "guards", "concrete_ok")
+
+    def __init__(self, level: int, name: str) -> None:
+        self.level = level
+        self.tape: list[Expr] | None = []
+        self.live = True
+        self.name = name
+        self.in_tree: Any = None  # structure of the inputs, for leaf labels
+        # jit sets ``guards`` to a list: comparisons of its nodes are recorded
+        # there, and ``float()`` of its nodes is refused.
+        self.guards: list[Any] | None = None
+        self.concrete_ok = True
+
+    def __repr__(self) -> str:
+        state = "live" if self.live else "closed"
+        return f"<Trace {self.name} level={self.level} {state}>"
+
+
+_active: ContextVar[tuple[Trace, ...]] = ContextVar("fgrad_active_traces", default=())
+
+
+@contextmanager
+def new_trace(name: str) -> Iterator[Trace]:
+    """Open a trace one level above the active ones for the ``with`` block."""
+    stack = _active.get()
+    trace = Trace(stack[-1].level + 1 if stack else 1, name)
+    token = _active.set(stack + (trace,))
+    try:
+        yield trace
+    finally:
+        trace.live = False
+        trace.tape = None
+        _active.reset(token)
+
+
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class Expr:
+    """A node of an expression graph: an immutable value with its history.
+
+    Attributes:
+        value: the concrete value (a float, or a node of a lower trace when
+            transforms are nested).
+        prim: the primitive that made it, or None for an input (leaf).
+        args: the primitive's arguments (nodes of any trace, or numbers).
+        trace: the trace that recorded it.
+        seq: its index in the trace's creation order.
+
+    Nodes compare by value (``<``, ``==`` ... return plain bools) and are not
+    hashable, like arrays. Internal maps key them by ``seq`` or ``id``.
+    """
+
+    __tree_leaf__: ClassVar[bool] = True  # a node is a leaf of pytrees
+
+    value: Any
+    prim: Primitive | None
+    args: tuple[Any, ...]
+    trace: Trace
+    seq: int
+
+    # Arithmetic ------------------------------------------------------------
+    def __add__(self, other: Any) -> Any:
+        return _binary(add, self, other)
+
+    def __radd__(self, other: Any) -> Any:
+        return _binary(add, other, self)
+
+    def __sub__(self, other: Any) -> Any:
+        return _binary(sub, self, other)
+
+    def __rsub__(self, other: Any) -> Any:
+        return _binary(sub, other, self)
+
+    def __mul__(self, other: Any) -> Any:
+        return _binary(mul, self, other)
+
+    def __rmul__(self, other: Any) -> Any:
+        return _binary(mul, other, self)
+
+    def __truediv__(self, other: Any) -> Any:
+        return _binary(div, self, other)
+
+    def __rtruediv__(self, other: Any) -> Any:
+        return _binary(div, other, self)
+
+    def __pow__(self, other: Any) -> Any:
+        if type(other) is not Expr and _is_number(other):
+            return bind(pow_const, self, other)
+        return _binary(pow_, self, other)
+
+    def __rpow__(self, other: Any) -> Any:
+        return _binary(pow_, other, self)
+
+    def __neg__(self) -> Any:
+        return bind(neg, self)
+
+    def __pos__(self) -> Expr:
+        return self
+
+    def __abs__(self) -> Any:
+        return bind(abs_, self)
+
+    # Comparisons and conversions look at the concrete value ------------------
+    def __lt__(self, other: Any) -> bool:
+        return _compare("<", self, other)
+
+    def __le__(self, other: Any) -> bool:
+        return _compare("<=", self, other)
+
+    def __gt__(self, other: Any) -> bool:
+        return _compare(">", self, other)
+
+    def __ge__(self, other: Any) -> bool:
+        return _compare(">=", self, other)
+
+    def __eq__(self, other: object) -> bool:  # type: ignore[override]
+        return _compare("==", self, other)
+
+    def __ne__(self, other: object) -> bool:  # type: ignore[override]
+        return _compare("!=", self, other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __bool__(self) -> bool:
+        return _compare("!=", self, 0.0)
+
+    def __float__(self) -> float:
+        return float(concrete(self, "float()"))
+
+    def __int__(self) -> int:
+        return int(concrete(self, "int()"))
+
+    def __repr__(self) -> str:
+        op = self.prim.name if self.prim is not None else "input"
+        v = self.value
+        shown = f"{v:.6g}" if type(v) is float else f"<level {self.trace.level - 1} node>"
+        return f"Expr({op}, value={shown}, trace={self.trace.name}#{self.trace.level}, seq={self.seq})"
+
+
+# Nodes are built on the hot path; the frozen dataclass __init__ goes through
+# object.__setattr__ once per field (~2x slower), so set the slots directly.
+_new = object.__new__
+_set_value = Expr.value.__set__  # type: ignore[attr-defined]
+_set_prim = Expr.prim.__set__  # type: ignore[attr-defined]
+_set_args = Expr.args.__set__  # type: ignore[attr-defined]
+_set_trace = Expr.trace.__set__  # type: ignore[attr-defined]
+_set_seq = Expr.seq.__set__  # type: ignore[attr-defined]
+
+
+def make_node(trace: Trace, value: Any, prim: Primitive | None, args: tuple[Any, ...]) -> Expr:
+    """Append a new node to ``trace``'s tape and return it."""
+    tape = trace.tape
+    if tape is None:
+        raise _escaped(trace)
+    node = _new(Expr)
+    _set_value(node, value)
+    _set_prim(node, prim)
+    _set_args(node, args)
+    _set_trace(node, trace)
+    _set_seq(node, len(tape))
+    tape.append(node)
+    return node
+
+
+def _escaped(trace: Trace) -> EscapedNodeError:
+    return EscapedNodeError(
+        f"a node traced by {trace.name} (level {trace.level}) was used after "
+        f"{trace.name} returned. Values computed inside a transform must leave it "
+        "through its return value: return them from the function (use "
+        "has_aux=True to return extra values from grad), or take float(x) of "
+        "the node to keep only its value."
+    )
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, numbers.Real)
+
+
+class Primitive:
+    """An operation declared once with all of its rules.
+
+    Args:
+        name: shown in graphs, formulas and errors.
+        impl: ``impl(*xs)`` evaluates on plain floats and returns a float.
+        vjp: ``vjp(g, out, *xs)`` returns a tuple with one cotangent per input
+            (None for zero), given the output cotangent ``g``, the output
+            value ``out`` and the input values.
+        jvp: ``jvp(dxs, out, *xs)`` returns the output tangent given one
+            tangent per input in ``dxs`` (None where an input has none).
+
+    Rules must be written with fgrad operations (operators, ``fg.exp`` ...)
+    rather than ``math``: under nested transforms their arguments are nodes,
+    and that is what makes derivatives of any order work. On plain floats
+    Python's ``/`` and ``**`` raise at 0 and overflow where fgrad returns
+    inf or nan, so rules divide with ``fg.div`` and raise to constant powers
+    with ``fg.power``.
+
+    >>> import math
+    >>> softplus = Primitive(
+    ...     "softplus",
+    ...     impl=lambda x: math.log1p(math.exp(x)),
+    ...     vjp=lambda g, out, x: (g * (1.0 - exp(-out)),),
+    ...     jvp=lambda dxs, out, x: dxs[0] * (1.0 - exp(-out)),
+    ... )
+    >>> round(softplus(0.0), 6)
+    0.693147
+    """
+
+    __slots__ = ("name", "impl", "vjp", "jvp")
+
+    def __init__(
+        self,
+        name: str,
+        impl: Callable[..., Any],
+        vjp: Callable[..., Any] | None = None,
+        jvp: Callable[..., Any] | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"Primitive: name must be a non-empty string, got {name!r}")
+        for label, rule in (("impl", impl), ("vjp", vjp), ("jvp", jvp)):
+            if rule is not None and not callable(rule):
+                raise TypeError(f"Primitive {name!r}: {label} must be callable, got {rule!r}")
+        self.name = name
+        self.impl = impl
+        self.vjp = vjp
+        self.jvp = jvp
+
+    def __call__(self, *args: Any) -> Any:
+        return bind(self, *args)
+
+    def __repr__(self) -> str:
+        return f"Primitive({self.name!r})"
+
+
+def bind(prim: Primitive, *args: Any) -> Any:
+    """Apply ``prim`` to floats or nodes of any traces (see module doc)."""
+    top = None
+    for a in args:
+        if type(a) is Expr:
+            t = a.trace
+            if top is None or t.level > top.level:
+                top = t
+    if top is None:
+        return prim.impl(*args)
+    if not top.live:
+        raise _escaped(top)
+    values = [a.value if type(a) is Expr and a.trace is top else a for a in args]
+    return make_node(top, bind(prim, *values), prim, args)
+
+
+def _binary(prim: Primitive, x: Any, y: Any) -> Any:
+    # The operators' entry point: the common case (both operands of one live
+    # trace, or a node and a number, over float values) skips the general
+    # bind; anything else (nesting, closed traces) takes it.
+    if type(x) is Expr:
+        t = x.trace
+        vx = x.value
+        if type(y) is Expr:
+            if y.trace is not t:
+                return bind(prim, x, y)
+            vy = y.value
+        elif type(y) is float or type(y) is int:
+            vy = y
+        elif _is_number(y):
+            vy = y
+        else:
+            return NotImplemented
+    else:
+        t = y.trace
+        vy = y.value
+        if type(x) is float or type(x) is int or _is_number(x):
+            vx = x
+        else:
+            return NotImplemented
+    if type(vx) is Expr or type(vy) is Expr or not t.live:
+        return bind(prim, x, y)
+    return make_node(t, prim.impl(vx, vy), prim, (x, y))
+
+
+# Comparisons -----------------------------------------------------------------
+
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+}
+
+
+def _compare(op: str, x: Any, y: Any) -> bool:
+    if not (type(y) is Expr or _is_number(y)):
+        return NotImplemented  # type: ignore[return-value]
+    result = bool(_COMPARE[op](_peel(x), _peel(y)))
+    for node in (x, y):
+        while type(node) is Expr:
+            guards = node.trace.guards
+            if guards is not None and node.trace.live:
+                guards.append((op, x, y, result))
+                break
+            node = node.value
+    return result
+
+
+def _peel(x: Any) -> Any:
+    while type(x) is Expr:
+        x = x.value
+    return x
+
+
+def concrete(x: Any, what: str = "the value") -> Any:
+    """The float under any levels of nodes; refused inside jit tracing."""
+    node = x
+    while type(node) is Expr:
+        if not node.trace.concrete_ok and node.trace.live:
+            raise TraceGuardError(
+                f"{what} of a traced value inside {node.trace.name}: jit compiles "
+                "the function once and replays it on new inputs, so a plain "
+                "number taken from a traced value would be frozen into the "
+                "compiled code. Keep computing with fgrad operations, or mark "
+                "the argument static with static_argnums, or call the function "
+                "without jit."
+            )
+        node = node.value
+    return node
+
+
+# The arithmetic primitives that the operators need --------------------------
+
+_inf = math.inf
+_nan = math.nan
+
+
+def _div_impl(x: Number, y: Number) -> float:
+    try:
+        return x / y
+    except ZeroDivisionError:
+        if x != x or x == 0:
+            return _nan
+        return math.copysign(_inf, x) * math.copysign(1.0, y)
+
+
+def _is_odd_integer(y: Number) -> bool:
+    return math.isfinite(y) and float(y).is_integer() and int(y) % 2 == 1
+
+
+def _pow_impl(x: Number, y: Number) -> float:
+    try:
+        return math.pow(x, y)
+    except OverflowError:
+        if x < 0 and _is_odd_integer(y):
+            return -_inf
+        return _inf
+    except ValueError:
+        if x == 0:  # 0 ** negative
+            return math.copysign(_inf, x) if _is_odd_integer(y) else _inf
+        return _nan
+
+
+def _abs_grad_sign(x: Any) -> float:
+    return 1.0 if x > 0 else (-1.0 if x < 0 else 0.0)
+
+
+add = Primitive(
+    "add",
+    impl=lambda x, y: x + y,
+    vjp=lambda g, out, x, y: (g, g),
+    jvp=lambda dxs, out, x, y: _add_tangents(dxs[0], dxs[1]),
+)
+sub = Primitive(
+    "sub",
+    impl=lambda x, y: x - y,
+    vjp=lambda g, out, x, y: (g, -g),
+    jvp=lambda dxs, out, x, y: _add_tangents(dxs[0], None if dxs[1] is None else -dxs[1]),
+)
+mul = Primitive(
+    "mul",
+    impl=lambda x, y: x * y,
+    vjp=lambda g, out, x, y: (g * y, g * x),
+    jvp=lambda dxs, out, x, y: _add_tangents(
+        None if dxs[0] is None else dxs[0] * y, None if dxs[1] is None else x * dxs[1]
+    ),
+)
+div = Primitive(
+    "div",
+    impl=_div_impl,
+    vjp=lambda g, out, x, y: (div(g, y), div(-(g * out), y)),
+    jvp=lambda dxs, out, x, y: _add_tangents(
+        None if dxs[0] is None else div(dxs[0], y),
+        None if dxs[1] is None else div(-(dxs[1] * out), y),
+    ),
+)
+neg = Primitive(
+    "neg",
+    impl=lambda x: -x,
+    vjp=lambda g, out, x: (-g,),
+    jvp=lambda dxs, out, x: -dxs[0],
+)
+pow_const = Primitive(
+    # x ** c for a constant c: d/dx only, so no log(x) is computed for nothing.
+    "pow",
+    impl=_pow_impl,
+    vjp=lambda g, out, x, c: (g * _dpow_dx(x, c), None),
+    jvp=lambda dxs, out, x, c: dxs[0] * _dpow_dx(x, c),
+)
+pow_ = Primitive(
+    "pow",
+    impl=_pow_impl,
+    vjp=lambda g, out, x, y: (g * (y * pow_(x, y - 1.0)), g * (out * log(x))),
+    jvp=lambda dxs, out, x, y: _add_tangents(
+        None if dxs[0] is None else dxs[0] * (y * pow_(x, y - 1.0)),
+        None if dxs[1] is None else dxs[1] * (out * log(x)),
+    ),
+)
+abs_ = Primitive(
+    "abs",
+    impl=lambda x: abs(x),
+    vjp=lambda g, out, x: (g * _abs_grad_sign(x),),
+    jvp=lambda dxs, out, x: dxs[0] * _abs_grad_sign(x),
+)
+
+
+def _dpow_dx(x: Any, c: Any) -> Any:
+    if c == 2:
+        return 2.0 * x
+    if c == 1:
+        return 1.0
+    return c * pow_const(x, c - 1)
+
+
+def _add_tangents(a: Any, b: Any) -> Any:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a + b
+
+
+def _log_impl(x: Number) -> float:
+    try:
+        return math.log(x)
+    except ValueError:
+        return -_inf if x == 0 else _nan
+
+
+log = Primitive(
+    "log",
+    impl=_log_impl,
+    vjp=lambda g, out, x: (div(g, x),),
+    jvp=lambda dxs, out, x: div(dxs[0], x),
+)
+
+
+def _exp_impl(x: Number) -> float:
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return _inf
+
+
+exp = Primitive(
+    "exp",
+    impl=_exp_impl,
+    vjp=lambda g, out, x: (g * out,),
+    jvp=lambda dxs, out, x: dxs[0] * out,
+)

@@ -1,0 +1,135 @@
+"""Graph walks: reachability, and the reverse and forward passes over a tape.
+
+A trace's tape lists its nodes in creation order, which is a topological
+order, so both passes are single loops over it: no sort, no recursion, and
+per-node state in lists indexed by ``seq``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .core import Expr, Trace
+from .tree import tree_leaves
+
+__all__ = ["backward", "forward", "reachable", "count_nodes"]
+
+
+class RuleError(TypeError):
+    """A primitive's rule returned something of the wrong shape."""
+
+
+def backward(trace: Trace, seeds: Iterable[tuple[Any, Any]]) -> list[Any]:
+    """Reverse pass: cotangents of every node of ``trace`` (None for zero).
+
+    Args:
+        trace: a live trace whose tape holds the graph.
+        seeds: ``(output, cotangent)`` pairs; outputs that are not nodes of
+            ``trace`` (constants, nodes of other traces) are ignored.
+
+    Returns:
+        A list indexed by ``seq``.
+    """
+    tape = trace.tape
+    assert tape is not None
+    cts: list[Any] = [None] * len(tape)
+    last = -1
+    for out, g in seeds:
+        if type(out) is Expr and out.trace is trace and g is not None:
+            i = out.seq
+            cts[i] = g if cts[i] is None else cts[i] + g
+            last = max(last, i)
+    for i in range(last, -1, -1):
+        g = cts[i]
+        if g is None:
+            continue
+        node = tape[i]
+        prim = node.prim
+        if prim is None:
+            continue
+        args = node.args
+        xs = [a.value if type(a) is Expr and a.trace is trace else a for a in args]
+        rule = prim.vjp
+        if rule is None:
+            raise RuleError(f"primitive {prim.name!r} has no vjp rule, so it cannot be differentiated in reverse mode")
+        arg_cts = rule(g, node.value, *xs)
+        if type(arg_cts) is not tuple or len(arg_cts) != len(args):
+            raise _bad_rule(prim.name, "vjp", arg_cts, len(args))
+        for a, c in zip(args, arg_cts):
+            if c is not None and type(a) is Expr and a.trace is trace:
+                j = a.seq
+                old = cts[j]
+                cts[j] = c if old is None else old + c
+    return cts
+
+
+def _bad_rule(name: str, kind: str, got: Any, n: int) -> RuleError:
+    shown = f"a tuple of {len(got)}" if isinstance(got, tuple) else type(got).__name__
+    return RuleError(
+        f"the {kind} rule of primitive {name!r} returned {shown} but the primitive "
+        f"has {n} input(s): return a tuple with one cotangent (or None) per input"
+    )
+
+
+def forward(trace: Trace, tangents: Sequence[tuple[Expr, Any]]) -> list[Any]:
+    """Forward pass: tangents of every node of ``trace`` (None for zero).
+
+    Args:
+        trace: a live trace whose tape holds the graph.
+        tangents: ``(leaf, tangent)`` pairs seeding the pass.
+
+    Returns:
+        A list indexed by ``seq``.
+    """
+    tape = trace.tape
+    assert tape is not None
+    dts: list[Any] = [None] * len(tape)
+    for leaf, dx in tangents:
+        dts[leaf.seq] = dx
+    for i in range(len(tape)):
+        node = tape[i]
+        prim = node.prim
+        if prim is None:
+            continue
+        args = node.args
+        dxs = tuple([dts[a.seq] if type(a) is Expr and a.trace is trace else None for a in args])
+        if all(d is None for d in dxs):
+            continue
+        rule = prim.jvp
+        if rule is None:
+            raise RuleError(f"primitive {prim.name!r} has no jvp rule, so it cannot be differentiated in forward mode")
+        xs = [a.value if type(a) is Expr and a.trace is trace else a for a in args]
+        dts[i] = rule(dxs, node.value, *xs)
+    return dts
+
+
+def reachable(outputs: Iterable[Any]) -> list[Expr]:
+    """All distinct nodes reachable from ``outputs`` through ``args``.
+
+    Returns them in an order where every node comes after its arguments
+    (lower trace levels first, then creation order). Iterative: any depth.
+    """
+    seen: dict[int, Expr] = {}
+    stack = [x for x in outputs if type(x) is Expr]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen[id(node)] = node
+        stack.extend(a for a in node.args if type(a) is Expr and id(a) not in seen)
+    return sorted(seen.values(), key=lambda n: (n.trace.level, n.seq))
+
+
+def count_nodes(out: Any) -> int:
+    """How many distinct nodes the graph of ``out`` has (inputs included).
+
+    Args:
+        out: a node or any pytree of nodes (as returned by ``fg.trace``).
+
+    >>> import fgrad as fg
+    >>> out = fg.trace(lambda x: x * x + x)(3.0)
+    >>> count_nodes(out)
+    3
+    """
+    return len(reachable(tree_leaves(out)))

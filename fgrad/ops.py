@@ -1,0 +1,321 @@
+"""The primitives beyond arithmetic, each declared once with all of its rules.
+
+Every op works on plain floats (and returns a float) as well as on nodes.
+Numerics follow IEEE-754 as numpy and JAX do: a domain error gives nan and
+overflow gives inf, never a Python exception. At kinks:
+``relu'(0) = 0``, ``abs'(0) = 0``, ``maximum``/``minimum`` split a tie
+0.5/0.5, and ``sqrt'(0) = inf``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from .core import (
+    Expr,
+    Primitive,
+    abs_,
+    add,
+    bind,
+    div,
+    exp,
+    log,
+    mul,
+    neg,
+    pow_,
+    pow_const,
+    sub,
+)
+
+__all__ = [
+    "add", "sub", "mul", "div", "neg", "power", "abs_", "exp", "log", "tanh",
+    "relu", "sigmoid", "sqrt", "sin", "cos", "maximum", "minimum", "sum",
+    "dot", "mean", "stop_gradient", "PRIMITIVES",
+]
+
+_nan = math.nan
+
+
+def power(x: Any, y: Any) -> Any:
+    """``x ** y`` with IEEE results (``0 ** -1 = inf``, ``(-8) ** 0.5 = nan``).
+
+    >>> power(0.0, -1.0), power(2.0, 10)
+    (inf, 1024.0)
+    """
+    if type(y) is not Expr:
+        return bind(pow_const, x, y)
+    return bind(pow_, x, y)
+
+
+tanh = Primitive(
+    "tanh",
+    impl=math.tanh,
+    vjp=lambda g, out, x: (g * (1.0 - out * out),),
+    jvp=lambda dxs, out, x: dxs[0] * (1.0 - out * out),
+)
+
+
+def _relu_impl(x: float) -> float:
+    if x > 0:
+        return x
+    return x if x != x else 0.0  # nan stays nan
+
+
+relu = Primitive(
+    "relu",
+    impl=_relu_impl,
+    vjp=lambda g, out, x: (g if x > 0 else None,),
+    jvp=lambda dxs, out, x: dxs[0] if x > 0 else None,
+)
+
+
+def _sigmoid_impl(x: float) -> float:
+    # Two branches so that exp never overflows.
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    if x != x:
+        return x
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+sigmoid = Primitive(
+    "sigmoid",
+    impl=_sigmoid_impl,
+    vjp=lambda g, out, x: (g * (out * (1.0 - out)),),
+    jvp=lambda dxs, out, x: dxs[0] * (out * (1.0 - out)),
+)
+
+
+def _sqrt_impl(x: float) -> float:
+    return math.sqrt(x) if x >= 0 else _nan
+
+
+sqrt = Primitive(
+    "sqrt",
+    impl=_sqrt_impl,
+    vjp=lambda g, out, x: (div(g, 2.0 * out),),
+    jvp=lambda dxs, out, x: div(dxs[0], 2.0 * out),
+)
+
+
+def _trig(f: Any) -> Any:
+    def impl(x: float) -> float:
+        try:
+            return f(x)  # type: ignore[no-any-return]
+        except ValueError:  # sin(inf)
+            return _nan
+
+    return impl
+
+
+sin = Primitive(
+    "sin",
+    impl=_trig(math.sin),
+    vjp=lambda g, out, x: (g * cos(x),),
+    jvp=lambda dxs, out, x: dxs[0] * cos(x),
+)
+cos = Primitive(
+    "cos",
+    impl=_trig(math.cos),
+    vjp=lambda g, out, x: (-(g * sin(x)),),
+    jvp=lambda dxs, out, x: -(dxs[0] * sin(x)),
+)
+
+
+def _max_impl(x: float, y: float) -> float:
+    if x > y:
+        return x
+    if y > x or y != y:
+        return y
+    return x  # equal, or x is nan
+
+
+def _min_impl(x: float, y: float) -> float:
+    if x < y:
+        return x
+    if y < x or y != y:
+        return y
+    return x
+
+
+def _share(x: Any, y: Any) -> tuple[float, float]:
+    """How maximum's derivative splits between x and y (minimum swaps them)."""
+    if x > y:
+        return 1.0, 0.0
+    if y > x:
+        return 0.0, 1.0
+    return 0.5, 0.5
+
+
+def _weighted(dxs: tuple[Any, ...], wx: float, wy: float) -> Any:
+    dx, dy = dxs
+    a = None if dx is None or wx == 0.0 else dx * wx
+    b = None if dy is None or wy == 0.0 else dy * wy
+    if a is None:
+        return b
+    return a if b is None else a + b
+
+
+def _split(g: Any, wx: float, wy: float) -> tuple[Any, Any]:
+    return (None if wx == 0.0 else g * wx, None if wy == 0.0 else g * wy)
+
+
+maximum = Primitive(
+    "maximum",
+    impl=_max_impl,
+    vjp=lambda g, out, x, y: _split(g, *_share(x, y)),
+    jvp=lambda dxs, out, x, y: _weighted(dxs, *_share(x, y)),
+)
+minimum = Primitive(
+    "minimum",
+    impl=_min_impl,
+    vjp=lambda g, out, x, y: _split(g, *_share(y, x)),
+    jvp=lambda dxs, out, x, y: _weighted(dxs, *_share(y, x)),
+)
+
+
+def _sum_tangents(dxs: Iterable[Any]) -> Any:
+    present = [d for d in dxs if d is not None]
+    if len(present) == 1:
+        return present[0]
+    return bind(sum_p, *present) if present else None
+
+
+sum_p = Primitive(
+    "sum",
+    impl=lambda *xs: _plain_sum(xs),
+    vjp=lambda g, out, *xs: (g,) * len(xs),
+    jvp=lambda dxs, out, *xs: _sum_tangents(dxs),
+)
+
+
+def _plain_sum(xs: tuple[float, ...]) -> float:
+    total = 0.0
+    for x in xs:
+        total += x
+    return total
+
+
+def sum(xs: Iterable[Any]) -> Any:  # noqa: A001 - the maths name, as in numpy
+    """Sum of an iterable as ONE n-ary node (``builtins.sum`` makes n - 1).
+
+    Args:
+        xs: floats and/or nodes.
+
+    Returns:
+        A float, or a node whose backward pass hands ``g`` to every term.
+
+    >>> sum([1.0, 2.0, 3.5])
+    6.5
+    """
+    terms = tuple(xs)
+    if not terms:
+        return 0.0
+    return bind(sum_p, *terms)
+
+
+def mean(xs: Iterable[Any]) -> Any:
+    """Arithmetic mean: ``fg.sum(xs) / len(xs)`` (two nodes).
+
+    >>> mean([1.0, 2.0, 6.0])
+    3.0
+    """
+    terms = tuple(xs)
+    if not terms:
+        raise ValueError("mean: xs is empty; the mean of no values is undefined")
+    return div(bind(sum_p, *terms), float(len(terms)))
+
+
+# dot(ws, xs[, bias]): the arguments are laid out as (w1..wn, x1..xn[, b]); an
+# odd count means a bias is present. One node per neuron instead of 2n.
+
+
+def _dot_impl(*a: float) -> float:
+    n = len(a) // 2
+    total = a[-1] if len(a) % 2 else 0.0
+    for i in range(n):
+        total += a[i] * a[n + i]
+    return total
+
+
+def _dot_vjp(g: Any, out: Any, *a: Any) -> tuple[Any, ...]:
+    n = len(a) // 2
+    cts = [g * x for x in a[n : 2 * n]]
+    cts += [g * w for w in a[:n]]
+    if len(a) % 2:
+        cts.append(g)
+    return tuple(cts)
+
+
+def _dot_jvp(dxs: tuple[Any, ...], out: Any, *a: Any) -> Any:
+    n = len(a) // 2
+    left: list[Any] = []
+    right: list[Any] = []
+    for i in range(n):
+        if dxs[i] is not None:
+            left.append(dxs[i])
+            right.append(a[n + i])
+        if dxs[n + i] is not None:
+            left.append(a[i])
+            right.append(dxs[n + i])
+    bias = dxs[-1] if len(a) % 2 else None
+    if not left:
+        return bias
+    args = left + right + ([bias] if bias is not None else [])
+    return bind(dot_p, *args)
+
+
+dot_p = Primitive("dot", impl=_dot_impl, vjp=_dot_vjp, jvp=_dot_jvp)
+
+
+def dot(ws: Iterable[Any], xs: Iterable[Any], bias: Any = None) -> Any:
+    """``bias + sum(w * x)`` as one node: a neuron's weighted sum.
+
+    Args:
+        ws: weights (floats or nodes).
+        xs: inputs, as many as ``ws``.
+        bias: optional term added first, as a neuron's bias.
+
+    Returns:
+        A float, or one node.
+
+    >>> dot([1.0, 2.0], [3.0, 4.0], bias=0.5)
+    11.5
+    """
+    ws, xs = tuple(ws), tuple(xs)
+    if len(ws) != len(xs):
+        raise ValueError(
+            f"dot: ws has {len(ws)} entries but xs has {len(xs)}; pass sequences of the same length"
+        )
+    if bias is None:
+        return bind(dot_p, *ws, *xs) if ws else 0.0
+    return bind(dot_p, *ws, *xs, bias)
+
+
+stop_gradient_p = Primitive(
+    "stop_gradient",
+    impl=lambda x: x,
+    vjp=lambda g, out, x: (None,),
+    jvp=lambda dxs, out, x: None,
+)
+
+
+def stop_gradient(x: Any) -> Any:
+    """The value of ``x`` with a zero derivative, at every order.
+
+    >>> stop_gradient(3.0)
+    3.0
+    """
+    return bind(stop_gradient_p, x)
+
+
+PRIMITIVES: dict[str, Primitive] = {
+    p.name: p
+    for p in (add, sub, mul, div, neg, pow_, abs_, exp, log, tanh, relu, sigmoid,
+              sqrt, sin, cos, maximum, minimum, sum_p, dot_p)
+}
+PRIMITIVES["pow_const"] = pow_const
+PRIMITIVES["stop_gradient"] = stop_gradient_p

@@ -1,0 +1,227 @@
+"""Transformations of Python functions: grad, value_and_grad, trace.
+
+Each transform opens a trace, replaces the leaves of the differentiated
+arguments by input nodes of that trace, runs the function, and walks the tape
+the function left. Results come back in the structure of the inputs, made
+persistent (dict and PMap give PMap, list and PVector give PVector).
+"""
+
+from __future__ import annotations
+
+import functools
+import numbers
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .core import Expr, Trace, make_node, new_trace
+from .graph import backward
+from .tree import TreeDef, tree_flatten, tree_paths, tree_unflatten, unflatten_persistent
+
+__all__ = ["grad", "value_and_grad", "trace", "lower"]
+
+ArgNums = int | Sequence[int]
+
+
+def _norm_argnums(name: str, argnums: Any, nargs: int) -> tuple[int, ...]:
+    single = isinstance(argnums, int) and not isinstance(argnums, bool)
+    items = (argnums,) if single else argnums
+    if not isinstance(items, (tuple, list)) or not all(
+        isinstance(i, int) and not isinstance(i, bool) for i in items
+    ):
+        raise TypeError(f"{name}: argnums must be an int or a tuple of ints, got {argnums!r}")
+    if not items:
+        raise ValueError(f"{name}: argnums is empty; name at least one argument to differentiate")
+    out = []
+    for i in items:
+        if not -nargs <= i < nargs:
+            raise ValueError(
+                f"{name}: argnums={argnums!r} but the function was called with {nargs} "
+                f"positional argument(s); pick indices from 0 to {nargs - 1}"
+            )
+        out.append(i % nargs)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name}: argnums={argnums!r} names an argument twice")
+    return tuple(out)
+
+
+def check_leaf(name: str, leaf: Any, where: str) -> Any:
+    """A differentiable leaf as a float (or a node of an outer trace)."""
+    if type(leaf) is float or type(leaf) is Expr:
+        return leaf
+    if isinstance(leaf, numbers.Real) and not isinstance(leaf, bool):
+        return float(leaf)
+    kind = type(leaf).__name__
+    fix = (
+        "use a float (True/False are not numbers here)"
+        if isinstance(leaf, bool)
+        else "pass only real numbers in differentiated arguments; put other data in an "
+        "argument not listed in argnums (it is then a constant)"
+    )
+    raise TypeError(f"{name}: the input at {where} is a {kind} ({leaf!r:.40}), not a real number; {fix}")
+
+
+def _leaf_where(argnums: tuple[int, ...], treedef: TreeDef, k: int) -> str:
+    path = tree_paths(treedef)[k]  # "[i]..." over the tuple of differentiated args
+    i = int(path[1 : path.index("]")])
+    return f"argument {argnums[i]}{path[path.index(']') + 1:]}"
+
+
+def trace_inputs(
+    tr: Trace, name: str, args: tuple[Any, ...], argnums: tuple[int, ...]
+) -> tuple[tuple[Any, ...], list[Expr], TreeDef]:
+    """Replace the leaves of ``args[argnums]`` by input nodes of ``tr``.
+
+    Returns the new argument tuple, the input nodes (in flatten order) and the
+    structure of the differentiated arguments.
+    """
+    leaves, treedef = tree_flatten(tuple(args[i] for i in argnums))
+    values = []
+    for k, leaf in enumerate(leaves):
+        if type(leaf) is float:
+            values.append(leaf)
+        else:
+            values.append(check_leaf(name, leaf, _leaf_where(argnums, treedef, k)))
+    nodes = [make_node(tr, v, None, ()) for v in values]
+    tr.in_tree = treedef
+    diff = tree_unflatten(treedef, nodes)
+    new_args = list(args)
+    for i, sub in zip(argnums, diff):
+        new_args[i] = sub
+    return tuple(new_args), nodes, treedef
+
+
+def lower(tr: Trace, x: Any) -> Any:
+    """The value of ``x`` one level below ``tr`` (x itself if not of ``tr``)."""
+    return x.value if type(x) is Expr and x.trace is tr else x
+
+
+def lower_tree(tr: Trace, tree: Any) -> Any:
+    """``lower`` applied to every leaf, keeping the tree's container types."""
+    leaves, td = tree_flatten(tree)
+    return tree_unflatten(td, [lower(tr, x) for x in leaves])
+
+
+def check_scalar(name: str, out: Any, hint: str) -> Any:
+    if type(out) is Expr or type(out) is float:
+        return out
+    if isinstance(out, numbers.Real) and not isinstance(out, bool):
+        return float(out)
+    if isinstance(out, (list, tuple, dict)) or hasattr(out, "__len__"):
+        try:
+            size = f"a {type(out).__name__} of {len(out)}"
+        except TypeError:
+            size = f"a {type(out).__name__}"
+    else:
+        size = f"a {type(out).__name__}"
+    raise TypeError(f"{name} needs a scalar output, got {size}; {hint}")
+
+
+def split_aux(name: str, result: Any) -> tuple[Any, Any]:
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        got = f"a {type(result).__name__}" + (
+            f" of length {len(result)}" if isinstance(result, (tuple, list)) else ""
+        )
+        raise TypeError(
+            f"{name}(..., has_aux=True): the function must return a pair (output, aux), "
+            f"got {got}; return `out, aux` or drop has_aux"
+        )
+    return result[0], result[1]
+
+
+def value_and_grad(
+    f: Callable[..., Any], argnums: ArgNums = 0, has_aux: bool = False
+) -> Callable[..., Any]:
+    """A function that returns ``f``'s value and its gradient.
+
+    Args:
+        f: a function of pytrees of real numbers returning a scalar (or
+            ``(scalar, aux)`` with ``has_aux``).
+        argnums: which positional argument(s) to differentiate; the others
+            are constants.
+        has_aux: ``f`` returns ``(out, aux)``; aux comes back unchanged.
+
+    Returns:
+        A function returning ``(value, grads)``, or ``((value, aux), grads)``;
+        ``grads`` has the structure of the differentiated argument (a tuple of
+        them when ``argnums`` is a tuple), made persistent.
+
+    >>> value_and_grad(lambda x: x * x)(3.0)
+    (9.0, 6.0)
+    """
+    name = getattr(f, "__name__", "f")
+
+    @functools.wraps(f)
+    def value_and_grad_f(*args: Any, **kwargs: Any) -> Any:
+        nums = _norm_argnums("grad", argnums, len(args))
+        with new_trace("grad") as tr:
+            new_args, nodes, treedef = trace_inputs(tr, "grad", args, nums)
+            result = f(*new_args, **kwargs)
+            out, aux = split_aux("grad", result) if has_aux else (result, None)
+            out = check_scalar(
+                "grad", out, "reduce it with fg.sum, or use fg.jacobian for several outputs"
+            )
+            cts = backward(tr, [(out, 1.0)])
+            grads = unflatten_persistent(
+                treedef, [0.0 if (c := cts[n.seq]) is None else c for n in nodes]
+            )
+            value = lower(tr, out)
+            if has_aux:
+                value = (value, lower_tree(tr, aux))
+        if isinstance(argnums, int):
+            grads = grads[0]
+        return value, grads
+
+    value_and_grad_f.__name__ = f"value_and_grad({name})"
+    return value_and_grad_f
+
+
+def grad(f: Callable[..., Any], argnums: ArgNums = 0, has_aux: bool = False) -> Callable[..., Any]:
+    """The gradient of a scalar function, as a new function.
+
+    Args:
+        f: a function of pytrees of real numbers returning a scalar node or
+            float (or ``(scalar, aux)`` with ``has_aux``).
+        argnums: which positional argument(s) to differentiate.
+        has_aux: ``f`` returns ``(out, aux)``; the result is ``(grads, aux)``.
+
+    Returns:
+        A function returning gradients in the structure of the differentiated
+        argument(s): dict and PMap give PMap, list and PVector give PVector,
+        tuples, namedtuples and dataclasses keep their type, a number gives a
+        float. Nest it to any order: ``grad(grad(f))``.
+
+    >>> grad(lambda x: x ** 3)(2.0)
+    12.0
+    >>> grad(grad(lambda x: x ** 3))(2.0)
+    12.0
+    """
+    vg = value_and_grad(f, argnums, has_aux)
+
+    @functools.wraps(f)
+    def grad_f(*args: Any, **kwargs: Any) -> Any:
+        value, grads = vg(*args, **kwargs)
+        return (grads, value[1]) if has_aux else grads
+
+    grad_f.__name__ = f"grad({getattr(f, '__name__', 'f')})"
+    return grad_f
+
+
+def trace(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``f`` on input nodes and return its output node(s), to look at.
+
+    Every positional argument is traced (its leaves must be real numbers).
+    The returned nodes belong to a closed trace: inspect them (``.value``,
+    ``fg.count_nodes``, graph exports), but compute with them no more.
+
+    >>> out = trace(lambda x, y: x * y + 1.0)(2.0, 3.0)
+    >>> out.prim.name, out.value
+    ('add', 7.0)
+    """
+
+    @functools.wraps(f)
+    def traced(*args: Any, **kwargs: Any) -> Any:
+        with new_trace("trace") as tr:
+            new_args, _, _ = trace_inputs(tr, "trace", args, tuple(range(len(args))))
+            return f(*new_args, **kwargs)
+
+    return traced
