@@ -40,6 +40,9 @@ def backward(trace: Trace, seeds: Iterable[tuple[Any, Any]]) -> list[Any]:
             i = out.seq
             cts[i] = g if cts[i] is None else cts[i] + g
             last = max(last, i)
+    # Per-node work is the cost of the reverse pass: no zip, no per-arg
+    # function calls; unary and binary nodes (most of any graph) get the
+    # argument loop unrolled.
     for i in range(last, -1, -1):
         g = cts[i]
         if g is None:
@@ -49,23 +52,59 @@ def backward(trace: Trace, seeds: Iterable[tuple[Any, Any]]) -> list[Any]:
         if prim is None:
             continue
         args = node.args
-        xs = [a.value if type(a) is Expr and a.trace is trace else a for a in args]
         rule = prim.vjp
         if rule is None:
-            raise RuleError(f"primitive {prim.name!r} has no vjp rule, so it cannot be differentiated in reverse mode")
-        arg_cts = rule(g, node.value, *xs)
-        if type(arg_cts) is not tuple or len(arg_cts) != len(args):
-            raise _bad_rule(prim.name, "vjp", arg_cts, len(args))
-        for a, c in zip(args, arg_cts):
-            if c is not None and type(a) is Expr and a.trace is trace:
+            raise RuleError(
+                f"primitive {prim.name!r} has no vjp rule, so it cannot be differentiated in reverse mode"
+            )
+        n = len(args)
+        if n == 2:
+            a, b = args
+            a_in = type(a) is Expr and a.trace is trace
+            b_in = type(b) is Expr and b.trace is trace
+            pair = rule(g, node.value, a.value if a_in else a, b.value if b_in else b)
+            if type(pair) is not tuple or len(pair) != 2:
+                raise _bad_rule(prim.name, pair, 2)
+            ca, cb = pair
+            if a_in and ca is not None:
                 j = a.seq
                 old = cts[j]
-                cts[j] = c if old is None else old + c
+                cts[j] = ca if old is None else old + ca
+            if b_in and cb is not None:
+                j = b.seq
+                old = cts[j]
+                cts[j] = cb if old is None else old + cb
+            continue
+        if n == 1:
+            a = args[0]
+            if type(a) is not Expr or a.trace is not trace:
+                continue
+            one = rule(g, node.value, a.value)
+            if type(one) is not tuple or len(one) != 1:
+                raise _bad_rule(prim.name, one, 1)
+            ca = one[0]
+            if ca is not None:
+                j = a.seq
+                old = cts[j]
+                cts[j] = ca if old is None else old + ca
+            continue
+        xs = [a.value if type(a) is Expr and a.trace is trace else a for a in args]
+        many = rule(g, node.value, *xs)
+        if type(many) is not tuple or len(many) != n:
+            raise _bad_rule(prim.name, many, n)
+        for k in range(n):
+            c = many[k]
+            if c is not None:
+                a = args[k]
+                if type(a) is Expr and a.trace is trace:
+                    j = a.seq
+                    old = cts[j]
+                    cts[j] = c if old is None else old + c
     return cts
 
 
-def _bad_rule(name: str, kind: str, got: Any, n: int) -> RuleError:
-    shown = f"a tuple of {len(got)}" if isinstance(got, tuple) else type(got).__name__
+def _bad_rule(name: str, got: Any, n: int, kind: str = "vjp") -> RuleError:
+    shown = f"a tuple of {len(got)}" if isinstance(got, tuple) else f"a {type(got).__name__}"
     return RuleError(
         f"the {kind} rule of primitive {name!r} returned {shown} but the primitive "
         f"has {n} input(s): return a tuple with one cotangent (or None) per input"

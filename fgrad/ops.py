@@ -9,7 +9,10 @@ overflow gives inf, never a Python exception. At kinks:
 
 from __future__ import annotations
 
+import builtins
 import math
+import operator
+from itertools import repeat
 from collections.abc import Iterable
 from typing import Any
 
@@ -235,19 +238,16 @@ def mean(xs: Iterable[Any]) -> Any:
 
 def _dot_impl(*a: float) -> float:
     n = len(a) // 2
-    total = a[-1] if len(a) % 2 else 0.0
-    for i in range(n):
-        total += a[i] * a[n + i]
-    return total
+    # sum over map(mul) runs the loop in C and adds left to right like
+    # ``total += w * x`` would.
+    return builtins.sum(map(operator.mul, a[:n], a[n : 2 * n]), a[-1] if len(a) % 2 else 0.0)
 
 
 def _dot_vjp(g: Any, out: Any, *a: Any) -> tuple[Any, ...]:
     n = len(a) // 2
-    cts = [g * x for x in a[n : 2 * n]]
-    cts += [g * w for w in a[:n]]
-    if len(a) % 2:
-        cts.append(g)
-    return tuple(cts)
+    gs = repeat(g, n)
+    cts = (*map(operator.mul, gs, a[n : 2 * n]), *map(operator.mul, repeat(g, n), a[:n]))
+    return cts + (g,) if len(a) % 2 else cts
 
 
 def _dot_jvp(dxs: tuple[Any, ...], out: Any, *a: Any) -> Any:

@@ -13,7 +13,7 @@ import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .core import Expr, Trace, make_node, new_trace
+from .core import EscapedNodeError, Expr, Trace, make_node, new_trace
 from .graph import backward
 from .tree import TreeDef, tree_flatten, tree_paths, tree_unflatten, unflatten_persistent
 
@@ -46,7 +46,14 @@ def _norm_argnums(name: str, argnums: Any, nargs: int) -> tuple[int, ...]:
 
 def check_leaf(name: str, leaf: Any, where: str) -> Any:
     """A differentiable leaf as a float (or a node of an outer trace)."""
-    if type(leaf) is float or type(leaf) is Expr:
+    if type(leaf) is Expr:
+        if not leaf.trace.live:
+            raise EscapedNodeError(
+                f"{name}: the input at {where} is a node of {leaf.trace.name}, which has "
+                "returned; pass its value (float(x)) or call the transforms inside it"
+            )
+        return leaf
+    if type(leaf) is float:
         return leaf
     if isinstance(leaf, numbers.Real) and not isinstance(leaf, bool):
         return float(leaf)
