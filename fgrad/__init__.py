@@ -17,6 +17,7 @@ Module map:
     testing     numerical derivatives, check_grads, hypothesis strategies
 """
 
+from . import datasets, nn, optim
 from .core import EscapedNodeError, Expr, Primitive, TraceGuardError, bind
 from .graph import count_nodes, reachable
 from .ops import (
@@ -52,6 +53,7 @@ from .tree import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "datasets", "nn", "optim",
     "EscapedNodeError", "Expr", "Primitive", "TraceGuardError", "bind",
     "count_nodes", "reachable",
     "abs", "cos", "div", "dot", "exp", "log", "maximum", "mean", "minimum", "power",

@@ -266,6 +266,22 @@ class Primitive:
         self.jvp = jvp
 
     def __call__(self, *args: Any) -> Any:
+        if len(args) == 1:
+            # Unary ops on a node of the outermost trace are most of a graph
+            # after arithmetic: build the node here (see _binop).
+            x = args[0]
+            if type(x) is Expr:
+                t = x.trace
+                tape = t.tape
+                if t.level == 1 and tape is not None:
+                    node = _new(Expr)
+                    _set_value(node, self.impl(x.value))
+                    _set_prim(node, self)
+                    _set_args(node, args)
+                    _set_trace(node, t)
+                    _set_seq(node, len(tape))
+                    tape.append(node)
+                    return node
         return bind(self, *args)
 
     def __repr__(self) -> str:

@@ -1,0 +1,244 @@
+"""The seed workload in fgrad and micrograd: time per training step, same run.
+
+Trains the moons MLP (2-16-16-1, 100 examples, max-margin loss, SGD with
+learning rate 1 - 0.9 k / 100) in:
+
+    micrograd            micrograd 0.1.0 as shipped
+    micrograd-gc-paused  the same with the collector paused during each step
+                         and run after it (the fair baseline)
+    fgrad-binary         fgrad, the loss written with plain binary ops
+    fgrad-fused          fgrad with fg.dot neurons and n-ary sums
+
+All systems start from micrograd's initial weights on the same data; their
+loss trajectories must agree to 1e-9 before any time is reported. Systems
+alternate within each repeat (A B C D, A B C D, ...); the table shows
+medians over repeats of the time per step, and ratios against micrograd as
+shipped and against the fair baseline.
+
+    pip install '.[bench]' && python benchmarks/moons.py --steps 5 --repeats 5
+
+Writes benchmarks/results/moons.md and moons.json (or --out DIR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import fgrad as fg
+from fgrad import optim
+from fgrad.datasets import moons
+from fgrad.demo import learning_rate, loss, nodes_per_step
+from fgrad.nn import MLP
+
+SCHEDULE_STEPS = 100  # the seed's schedule is 1 - 0.9 k / 100 whatever --steps is
+
+
+def micrograd_available() -> bool:
+    try:
+        import micrograd  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# micrograd -------------------------------------------------------------------
+
+
+def micrograd_model(seed: int) -> Any:
+    from micrograd.nn import MLP as MgMLP
+
+    random.seed(seed)  # micrograd draws its weights from the global generator
+    return MgMLP(2, [16, 16, 1])
+
+
+def micrograd_step(model: Any, xs: Sequence[Any], ys: Sequence[float], k: int) -> float:
+    """One step of micrograd's own demo: forward, backward, SGD update."""
+    from micrograd.engine import Value
+
+    inputs = [list(map(Value, x)) for x in xs]
+    scores = list(map(model, inputs))
+    losses = [(1 + -yi * scorei).relu() for yi, scorei in zip(ys, scores)]
+    data_loss = sum(losses) * (1.0 / len(losses))
+    reg_loss = 1e-4 * sum(p * p for p in model.parameters())
+    total = data_loss + reg_loss
+    model.zero_grad()
+    total.backward()
+    lr = learning_rate(SCHEDULE_STEPS)(k)
+    for p in model.parameters():
+        p.data -= lr * p.grad
+    return float(total.data)
+
+
+def micrograd_nodes(model: Any, xs: Sequence[Any], ys: Sequence[float]) -> int:
+    from micrograd.engine import Value
+
+    scores = [model(list(map(Value, x))) for x in xs]
+    losses = [(1 + -yi * s).relu() for yi, s in zip(ys, scores)]
+    total = sum(losses) * (1.0 / len(losses)) + 1e-4 * sum(p * p for p in model.parameters())
+    seen: set[int] = set()
+    stack = [total]
+    while stack:
+        v = stack.pop()
+        if id(v) not in seen:
+            seen.add(id(v))
+            stack.extend(v._prev)
+    return len(seen)
+
+
+# fgrad -----------------------------------------------------------------------
+
+
+def fgrad_trainer(style: str) -> Callable[[MLP, Sequence[Any], Sequence[float], int], tuple[MLP, float]]:
+    opt = optim.sgd(learning_rate(SCHEDULE_STEPS))
+    step = fg.value_and_grad(loss, has_aux=True)
+
+    def run(model: MLP, xs: Sequence[Any], ys: Sequence[float], steps: int) -> tuple[MLP, list[float]]:
+        model = model.with_style(style)
+        state = opt.init(model)
+        losses = []
+        for _ in range(steps):
+            (value, _acc), grads = step(model, xs, ys)
+            updates, state = opt.update(grads, state, model)
+            model = optim.apply_updates(model, updates)
+            losses.append(value)
+        return model, losses
+
+    return run  # type: ignore[return-value]
+
+
+def fgrad_model_from(mg_model: Any, style: str) -> MLP:
+    """An fgrad MLP holding micrograd's initial weights (same flatten order)."""
+    template = MLP.init([2, 16, 16, 1], seed=0, style=style)
+    return fg.tree_unflatten(fg.tree_structure(template), [p.data for p in mg_model.parameters()])
+
+
+# The benchmark -----------------------------------------------------------------
+
+
+def run_system(name: str, seed: int, xs: Sequence[Any], ys: Sequence[float], steps: int) -> tuple[float, list[float]]:
+    """Train ``steps`` steps from the initial weights; (seconds, losses)."""
+    mg = micrograd_model(seed)
+    if name.startswith("micrograd"):
+        paused = name == "micrograd-gc-paused"
+        losses = []
+        start = time.perf_counter()
+        for k in range(steps):
+            if paused:
+                gc.disable()
+            losses.append(micrograd_step(mg, xs, ys, k))
+            if paused:
+                gc.enable()
+                gc.collect()
+        return time.perf_counter() - start, losses
+    style = name.split("-", 1)[1]
+    model = fgrad_model_from(mg, style)
+    run = fgrad_trainer(style)
+    start = time.perf_counter()
+    _, losses = run(model, xs, ys, steps)
+    return time.perf_counter() - start, losses
+
+
+SYSTEMS = ("micrograd", "micrograd-gc-paused", "fgrad-binary", "fgrad-fused")
+
+
+def check_agreement(seed: int, xs: Sequence[Any], ys: Sequence[float], steps: int, tol: float = 1e-9) -> dict[str, float]:
+    """Largest |loss - micrograd's loss| per system over ``steps`` steps."""
+    reference = run_system("micrograd", seed, xs, ys, steps)[1]
+    worst = {}
+    for name in SYSTEMS[1:]:
+        losses = run_system(name, seed, xs, ys, steps)[1]
+        err = max(abs(a - b) for a, b in zip(losses, reference))
+        if not err <= tol:
+            raise SystemExit(f"{name}: loss trajectory differs from micrograd's by {err:.3g} > {tol}")
+        worst[name] = err
+    return worst
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=5, help="training steps per timed run (default 5)")
+    p.add_argument("--repeats", type=int, default=5, help="alternating repeats (default 5)")
+    p.add_argument("--check-steps", type=int, default=3, help="steps compared for agreement (default 3)")
+    p.add_argument("--n", type=int, default=100, help="examples (default 100)")
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    args = p.parse_args(argv)
+    if not micrograd_available():
+        raise SystemExit("this benchmark needs micrograd: pip install '.[bench]'")
+
+    xs, ys = moons(args.n, noise=0.1, seed=args.seed)
+    agreement = check_agreement(args.seed, xs, ys, args.check_steps)
+
+    times: dict[str, list[float]] = {name: [] for name in SYSTEMS}
+    for r in range(args.repeats):
+        for name in SYSTEMS:
+            seconds, _ = run_system(name, args.seed, xs, ys, args.steps)
+            times[name].append(seconds / args.steps)
+        print(f"repeat {r + 1}/{args.repeats}: " + ", ".join(
+            f"{n} {1000 * times[n][-1]:.1f} ms" for n in SYSTEMS), file=sys.stderr)
+
+    mg0 = micrograd_model(args.seed)
+    nodes = {"micrograd": micrograd_nodes(mg0, xs, ys)}
+    nodes["micrograd-gc-paused"] = nodes["micrograd"]
+    for style in ("binary", "fused"):
+        nodes[f"fgrad-{style}"] = nodes_per_step(fgrad_model_from(mg0, style), xs, ys)
+
+    median = {n: statistics.median(t) for n, t in times.items()}
+    rows = []
+    for name in SYSTEMS:
+        rows.append({
+            "system": name,
+            "ms_per_step": 1000 * median[name],
+            "x_vs_micrograd": median["micrograd"] / median[name],
+            "x_vs_gc_paused": median["micrograd-gc-paused"] / median[name],
+            "nodes_per_step": nodes[name],
+            "max_loss_diff": agreement.get(name, 0.0),
+            "runs_ms": [1000 * t for t in times[name]],
+        })
+    result = {
+        "benchmark": "moons",
+        "python": sys.version.split()[0],
+        "machine": f"{platform.machine()} {platform.processor() or ''} ({os.cpu_count()} cores)".strip(),
+        "steps": args.steps,
+        "repeats": args.repeats,
+        "examples": len(xs),
+        "rows": rows,
+    }
+    table = to_markdown(result)
+    print(table)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "moons.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    with open(os.path.join(args.out, "moons.md"), "w") as f:
+        f.write(table + "\n")
+    return result
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    lines = [
+        f"moons MLP, {result['examples']} examples, median of {result['repeats']} alternating runs of "
+        f"{result['steps']} steps, Python {result['python']}, {result['machine']}",
+        "",
+        "| system | ms / step | x vs micrograd | x vs gc-paused | nodes / step |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in result["rows"]:
+        lines.append(
+            f"| {r['system']} | {r['ms_per_step']:.1f} | {r['x_vs_micrograd']:.1f} | "
+            f"{r['x_vs_gc_paused']:.1f} | {r['nodes_per_step']:,} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,10 @@
+"""Train the two-moons MLP (the fgrad demo). Run: python examples/moons.py --help
+
+The training code lives in fgrad/demo.py so that `python -m fgrad.demo` and the
+`fgrad-demo` command run the same thing; read it there.
+"""
+
+from fgrad.demo import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""The benchmark scripts run at tiny sizes and their correctness checks hold.
+
+Timings are not asserted here (they belong to the benchmarks); what is checked
+is that every system computes the same training trajectory and that the
+reports are complete.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_moons_benchmark_agrees_with_micrograd_and_reports(tmp_path):
+    moons = load("moons")
+    result = moons.main(["--steps", "1", "--repeats", "1", "--check-steps", "2", "--n", "16",
+                         "--out", str(tmp_path)])
+    rows = {r["system"]: r for r in result["rows"]}
+    assert set(rows) == set(moons.SYSTEMS)
+    for name in ("micrograd-gc-paused", "fgrad-binary", "fgrad-fused"):
+        assert rows[name]["max_loss_diff"] <= 1e-9
+    assert rows["fgrad-binary"]["nodes_per_step"] <= rows["micrograd"]["nodes_per_step"]
+    assert rows["fgrad-fused"]["nodes_per_step"] < rows["fgrad-binary"]["nodes_per_step"]
+    saved = json.loads((tmp_path / "moons.json").read_text())
+    assert saved["rows"][0]["system"] == "micrograd"
+    assert "| fgrad-fused |" in (tmp_path / "moons.md").read_text()
+
+
+def test_moons_agreement_check_catches_a_wrong_trajectory(monkeypatch):
+    moons = load("moons")
+    xs, ys = moons.moons(12, noise=0.1, seed=0)
+    real = moons.run_system
+
+    def off_by_a_little(name, *args):
+        seconds, losses = real(name, *args)
+        return seconds, [v + 1e-6 for v in losses] if name == "fgrad-fused" else losses
+
+    monkeypatch.setattr(moons, "run_system", off_by_a_little)
+    with pytest.raises(SystemExit, match="fgrad-fused: loss trajectory differs"):
+        moons.check_agreement(0, xs, ys, steps=2)
+
+
+def test_micrograd_weights_are_copied_in_order():
+    moons = load("moons")
+    mg = moons.micrograd_model(7)
+    model = moons.fgrad_model_from(mg, "binary")
+    import fgrad as fg
+
+    assert fg.tree_leaves(model) == [p.data for p in mg.parameters()]
+    assert model([0.3, -0.2]) == pytest.approx(mg([0.3, -0.2]).data, abs=1e-15)
+
+
+def test_scaling_benchmark_reports_time_and_memory_per_node(tmp_path):
+    scaling = load("scaling")
+    result = scaling.main(["--sizes", "100", "1000", "--repeats", "1", "--out", str(tmp_path)])
+    assert len(result["rows"]) == 4
+    for row in result["rows"]:
+        assert row["nodes"] >= row["n"]
+        assert row["ns_per_node"] > 0 and row["peak_bytes_per_node"] > 0
+    assert (tmp_path / "scaling.md").exists()
