@@ -15,14 +15,12 @@ This module imports nothing of fgrad.
 from __future__ import annotations
 
 import gc
-import math
 import numbers
-import operator
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 __all__ = [
     "Expr",
@@ -34,7 +32,7 @@ __all__ = [
     "Number",
 ]
 
-Number = Union[float, int]
+Number = float | int
 
 
 class EscapedNodeError(ValueError):
@@ -122,23 +120,8 @@ class Expr:
     trace: Trace
     seq: int
 
-    # Arithmetic: the operators are made by _binop below the class.
-    def __pow__(self, other: Any) -> Any:
-        if type(other) is not Expr and _is_number(other):
-            return bind(pow_const, self, other)
-        return _pow_op(self, other)
-
-    def __rpow__(self, other: Any) -> Any:
-        return _rpow_op(self, other)
-
-    def __neg__(self) -> Any:
-        return bind(neg, self)
-
-    def __pos__(self) -> Expr:
-        return self
-
-    def __abs__(self) -> Any:
-        return bind(abs_, self)
+    # Arithmetic operators (+ - * / ** unary - abs) are installed by
+    # fgrad.arith, which declares the primitives they bind (see _binop).
 
     # Comparisons and conversions look at the concrete value ------------------
     def __lt__(self, other: Any) -> bool:
@@ -153,10 +136,10 @@ class Expr:
     def __ge__(self, other: Any) -> bool:
         return _compare(">=", self, other)
 
-    def __eq__(self, other: object) -> bool:  # type: ignore[override]
+    def __eq__(self, other: object) -> bool:
         return _compare("==", self, other)
 
-    def __ne__(self, other: object) -> bool:  # type: ignore[override]
+    def __ne__(self, other: object) -> bool:
         return _compare("!=", self, other)
 
     __hash__ = None  # type: ignore[assignment]
@@ -180,11 +163,11 @@ class Expr:
 # Nodes are built on the hot path; the frozen dataclass __init__ goes through
 # object.__setattr__ once per field (~2x slower), so set the slots directly.
 _new = object.__new__
-_set_value = Expr.value.__set__  # type: ignore[attr-defined]
-_set_prim = Expr.prim.__set__  # type: ignore[attr-defined]
-_set_args = Expr.args.__set__  # type: ignore[attr-defined]
-_set_trace = Expr.trace.__set__  # type: ignore[attr-defined]
-_set_seq = Expr.seq.__set__  # type: ignore[attr-defined]
+_set_value: Callable[[Expr, Any], None] = Expr.__dict__["value"].__set__
+_set_prim: Callable[[Expr, Any], None] = Expr.__dict__["prim"].__set__
+_set_args: Callable[[Expr, Any], None] = Expr.__dict__["args"].__set__
+_set_trace: Callable[[Expr, Any], None] = Expr.__dict__["trace"].__set__
+_set_seq: Callable[[Expr, Any], None] = Expr.__dict__["seq"].__set__
 
 
 def make_node(trace: Trace, value: Any, prim: Primitive | None, args: tuple[Any, ...]) -> Expr:
@@ -227,6 +210,9 @@ class Primitive:
             value ``out`` and the input values.
         jvp: ``jvp(dxs, out, *xs)`` returns the output tangent given one
             tangent per input in ``dxs`` (None where an input has none).
+        products: the vjp may give a cotangent as a pair ``(a, b)`` meaning
+            ``a * b``; the reverse pass multiplies late, fusing the pairs
+            that reach one node into a single ``dot`` (``fg.dot`` does this).
 
     Rules must be written with fgrad operations (operators, ``fg.exp`` ...)
     rather than ``math``: under nested transforms their arguments are nodes,
@@ -246,7 +232,7 @@ class Primitive:
     0.693147
     """
 
-    __slots__ = ("name", "impl", "vjp", "jvp")
+    __slots__ = ("name", "impl", "vjp", "jvp", "products")
 
     def __init__(
         self,
@@ -254,6 +240,8 @@ class Primitive:
         impl: Callable[..., Any],
         vjp: Callable[..., Any] | None = None,
         jvp: Callable[..., Any] | None = None,
+        *,
+        products: bool = False,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"Primitive: name must be a non-empty string, got {name!r}")
@@ -264,6 +252,7 @@ class Primitive:
         self.impl = impl
         self.vjp = vjp
         self.jvp = jvp
+        self.products = products
 
     def __call__(self, *args: Any) -> Any:
         if len(args) == 1:
@@ -378,16 +367,28 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 
 def _compare(op: str, x: Any, y: Any) -> bool:
     if not (type(y) is Expr or _is_number(y)):
-        return NotImplemented  # type: ignore[return-value]
+        return NotImplemented  # type: ignore[no-any-return]
     result = bool(_COMPARE[op](_peel(x), _peel(y)))
-    for node in (x, y):
-        while type(node) is Expr:
-            guards = node.trace.guards
-            if guards is not None and node.trace.live:
-                guards.append((op, x, y, result))
-                break
-            node = node.value
+    guarded = _guarding_trace(x) or _guarding_trace(y)
+    if guarded is not None and guarded.guards is not None:
+        # Record the operands as they are at the guarding trace's level, so
+        # a comparison made under nested transforms guards on jit's values.
+        guarded.guards.append((op, _at_level(x, guarded), _at_level(y, guarded), result))
     return result
+
+
+def _guarding_trace(x: Any) -> Trace | None:
+    while type(x) is Expr:
+        if x.trace.guards is not None and x.trace.live:
+            return x.trace
+        x = x.value
+    return None
+
+
+def _at_level(x: Any, trace: Trace) -> Any:
+    while type(x) is Expr and x.trace.level > trace.level:
+        x = x.value
+    return x
 
 
 def _peel(x: Any) -> Any:
@@ -411,151 +412,3 @@ def concrete(x: Any, what: str = "the value") -> Any:
             )
         node = node.value
     return node
-
-
-# The arithmetic primitives that the operators need --------------------------
-
-_inf = math.inf
-_nan = math.nan
-
-
-def _div_impl(x: Number, y: Number) -> float:
-    try:
-        return x / y
-    except ZeroDivisionError:
-        if x != x or x == 0:
-            return _nan
-        return math.copysign(_inf, x) * math.copysign(1.0, y)
-
-
-def _is_odd_integer(y: Number) -> bool:
-    return math.isfinite(y) and float(y).is_integer() and int(y) % 2 == 1
-
-
-def _pow_impl(x: Number, y: Number) -> float:
-    try:
-        return math.pow(x, y)
-    except OverflowError:
-        if x < 0 and _is_odd_integer(y):
-            return -_inf
-        return _inf
-    except ValueError:
-        if x == 0:  # 0 ** negative
-            return math.copysign(_inf, x) if _is_odd_integer(y) else _inf
-        return _nan
-
-
-def _abs_grad_sign(x: Any) -> float:
-    return 1.0 if x > 0 else (-1.0 if x < 0 else 0.0)
-
-
-add = Primitive(
-    "add",
-    impl=operator.add,
-    vjp=lambda g, out, x, y: (g, g),
-    jvp=lambda dxs, out, x, y: _add_tangents(dxs[0], dxs[1]),
-)
-sub = Primitive(
-    "sub",
-    impl=operator.sub,
-    vjp=lambda g, out, x, y: (g, -g),
-    jvp=lambda dxs, out, x, y: _add_tangents(dxs[0], None if dxs[1] is None else -dxs[1]),
-)
-mul = Primitive(
-    "mul",
-    impl=operator.mul,
-    vjp=lambda g, out, x, y: (g * y, g * x),
-    jvp=lambda dxs, out, x, y: _add_tangents(
-        None if dxs[0] is None else dxs[0] * y, None if dxs[1] is None else x * dxs[1]
-    ),
-)
-div = Primitive(
-    "div",
-    impl=_div_impl,
-    vjp=lambda g, out, x, y: (div(g, y), div(-(g * out), y)),
-    jvp=lambda dxs, out, x, y: _add_tangents(
-        None if dxs[0] is None else div(dxs[0], y),
-        None if dxs[1] is None else div(-(dxs[1] * out), y),
-    ),
-)
-neg = Primitive(
-    "neg",
-    impl=operator.neg,
-    vjp=lambda g, out, x: (-g,),
-    jvp=lambda dxs, out, x: -dxs[0],
-)
-pow_const = Primitive(
-    # x ** c for a constant c: d/dx only, so no log(x) is computed for nothing.
-    "pow",
-    impl=_pow_impl,
-    vjp=lambda g, out, x, c: (g * _dpow_dx(x, c), None),
-    jvp=lambda dxs, out, x, c: dxs[0] * _dpow_dx(x, c),
-)
-pow_ = Primitive(
-    "pow",
-    impl=_pow_impl,
-    vjp=lambda g, out, x, y: (g * (y * pow_(x, y - 1.0)), g * (out * log(x))),
-    jvp=lambda dxs, out, x, y: _add_tangents(
-        None if dxs[0] is None else dxs[0] * (y * pow_(x, y - 1.0)),
-        None if dxs[1] is None else dxs[1] * (out * log(x)),
-    ),
-)
-abs_ = Primitive(
-    "abs",
-    impl=lambda x: abs(x),
-    vjp=lambda g, out, x: (g * _abs_grad_sign(x),),
-    jvp=lambda dxs, out, x: dxs[0] * _abs_grad_sign(x),
-)
-
-
-def _dpow_dx(x: Any, c: Any) -> Any:
-    if c == 2:
-        return 2.0 * x
-    if c == 1:
-        return 1.0
-    return c * pow_const(x, c - 1)
-
-
-def _add_tangents(a: Any, b: Any) -> Any:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return a + b
-
-
-def _log_impl(x: Number) -> float:
-    try:
-        return math.log(x)
-    except ValueError:
-        return -_inf if x == 0 else _nan
-
-
-log = Primitive(
-    "log",
-    impl=_log_impl,
-    vjp=lambda g, out, x: (div(g, x),),
-    jvp=lambda dxs, out, x: div(dxs[0], x),
-)
-
-
-def _exp_impl(x: Number) -> float:
-    try:
-        return math.exp(x)
-    except OverflowError:
-        return _inf
-
-
-exp = Primitive(
-    "exp",
-    impl=_exp_impl,
-    vjp=lambda g, out, x: (g * out,),
-    jvp=lambda dxs, out, x: dxs[0] * out,
-)
-
-
-for _prim, _name in ((add, "add"), (sub, "sub"), (mul, "mul"), (div, "truediv")):
-    setattr(Expr, f"__{_name}__", _binop(_prim, False))
-    setattr(Expr, f"__r{_name}__", _binop(_prim, True))
-_pow_op = _binop(pow_, False)
-_rpow_op = _binop(pow_, True)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .core import Expr, Trace
+from .arith import dot_p, sum_p
+from .core import Expr, Trace, bind
 from .tree import tree_leaves
 
 __all__ = ["backward", "forward", "reachable", "count_nodes"]
@@ -20,33 +21,44 @@ class RuleError(TypeError):
     """A primitive's rule returned something of the wrong shape."""
 
 
-def backward(trace: Trace, seeds: Iterable[tuple[Any, Any]]) -> list[Any]:
+def backward(
+    trace: Trace, seeds: Iterable[tuple[Any, Any]], tape: list[Expr] | None = None
+) -> list[Any]:
     """Reverse pass: cotangents of every node of ``trace`` (None for zero).
 
+    Contributions to a node are collected and combined once, when the node
+    is reached: plain ones with one n-ary ``sum``, deferred products (see
+    ``Primitive(products=True)``) with one ``dot``. Under nesting or jit that
+    makes one node per weight instead of a chain of additions.
+
     Args:
-        trace: a live trace whose tape holds the graph.
+        trace: the trace whose nodes are differentiated.
         seeds: ``(output, cotangent)`` pairs; outputs that are not nodes of
             ``trace`` (constants, nodes of other traces) are ignored.
+        tape: the trace's tape, for a trace that has closed (vjp keeps it).
 
     Returns:
-        A list indexed by ``seq``.
+        A list indexed by ``seq``; entries of input nodes are their gradients.
     """
-    tape = trace.tape
+    tape = trace.tape if tape is None else tape
     assert tape is not None
     cts: list[Any] = [None] * len(tape)
     last = -1
     for out, g in seeds:
         if type(out) is Expr and out.trace is trace and g is not None:
-            i = out.seq
-            cts[i] = g if cts[i] is None else cts[i] + g
-            last = max(last, i)
+            _add(cts, out.seq, g)
+            last = max(last, out.seq)
     # Per-node work is the cost of the reverse pass: no zip, no per-arg
-    # function calls; unary and binary nodes (most of any graph) get the
-    # argument loop unrolled.
+    # function calls; unary and binary nodes get the argument loop unrolled.
+    # At level 1 every cotangent is a plain number, so contributions are
+    # combined by the primitives' impls directly (no bind, same arithmetic).
+    eager = trace.level == 1
     for i in range(last, -1, -1):
         g = cts[i]
         if g is None:
             continue
+        if type(g) is list or type(g) is tuple:
+            cts[i] = g = _combine(g, eager)
         node = tape[i]
         prim = node.prim
         if prim is None:
@@ -58,7 +70,7 @@ def backward(trace: Trace, seeds: Iterable[tuple[Any, Any]]) -> list[Any]:
                 f"primitive {prim.name!r} has no vjp rule, so it cannot be differentiated in reverse mode"
             )
         n = len(args)
-        if n == 2:
+        if n == 2 and not prim.products:
             a, b = args
             a_in = type(a) is Expr and a.trace is trace
             b_in = type(b) is Expr and b.trace is trace
@@ -67,26 +79,19 @@ def backward(trace: Trace, seeds: Iterable[tuple[Any, Any]]) -> list[Any]:
                 raise _bad_rule(prim.name, pair, 2)
             ca, cb = pair
             if a_in and ca is not None:
-                j = a.seq
-                old = cts[j]
-                cts[j] = ca if old is None else old + ca
+                _add(cts, a.seq, ca)
             if b_in and cb is not None:
-                j = b.seq
-                old = cts[j]
-                cts[j] = cb if old is None else old + cb
+                _add(cts, b.seq, cb)
             continue
-        if n == 1:
+        if n == 1 and not prim.products:
             a = args[0]
             if type(a) is not Expr or a.trace is not trace:
                 continue
             one = rule(g, node.value, a.value)
             if type(one) is not tuple or len(one) != 1:
                 raise _bad_rule(prim.name, one, 1)
-            ca = one[0]
-            if ca is not None:
-                j = a.seq
-                old = cts[j]
-                cts[j] = ca if old is None else old + ca
+            if one[0] is not None:
+                _add(cts, a.seq, one[0])
             continue
         xs = [a.value if type(a) is Expr and a.trace is trace else a for a in args]
         many = rule(g, node.value, *xs)
@@ -97,10 +102,47 @@ def backward(trace: Trace, seeds: Iterable[tuple[Any, Any]]) -> list[Any]:
             if c is not None:
                 a = args[k]
                 if type(a) is Expr and a.trace is trace:
-                    j = a.seq
+                    j = a.seq  # _add, inlined: this loop runs per argument
                     old = cts[j]
-                    cts[j] = c if old is None else old + c
+                    if old is None:
+                        cts[j] = c
+                    elif type(old) is list:
+                        old.append(c)
+                    else:
+                        cts[j] = [old, c]
     return cts
+
+
+def _add(cts: list[Any], j: int, c: Any) -> None:
+    """Collect contribution ``c`` to node ``j``: a value, a deferred
+    product (a 2-tuple), or a list of those once there are several."""
+    old = cts[j]
+    if old is None:
+        cts[j] = c
+    elif type(old) is list:
+        old.append(c)
+    else:
+        cts[j] = [old, c]
+
+
+def _combine(items: Any, eager: bool) -> Any:
+    """The total of a node's contributions (see :func:`_add`)."""
+    if type(items) is tuple:
+        return items[0] * items[1]
+    plain = [c for c in items if type(c) is not tuple]
+    if len(plain) < len(items):
+        pairs = [c for c in items if type(c) is tuple]
+        if len(pairs) == 1:
+            fused = pairs[0][0] * pairs[0][1]
+        else:
+            gs, xs = zip(*pairs)
+            fused = dot_p.impl(*gs, *xs) if eager else bind(dot_p, *gs, *xs)
+        if not plain:
+            return fused
+        plain.append(fused)
+    if len(plain) == 1:
+        return plain[0]
+    return sum_p.impl(*plain) if eager else bind(sum_p, *plain)
 
 
 def _bad_rule(name: str, got: Any, n: int, kind: str = "vjp") -> RuleError:
@@ -111,17 +153,20 @@ def _bad_rule(name: str, got: Any, n: int, kind: str = "vjp") -> RuleError:
     )
 
 
-def forward(trace: Trace, tangents: Sequence[tuple[Expr, Any]]) -> list[Any]:
+def forward(
+    trace: Trace, tangents: Sequence[tuple[Expr, Any]], tape: list[Expr] | None = None
+) -> list[Any]:
     """Forward pass: tangents of every node of ``trace`` (None for zero).
 
     Args:
-        trace: a live trace whose tape holds the graph.
+        trace: the trace whose nodes are differentiated.
         tangents: ``(leaf, tangent)`` pairs seeding the pass.
+        tape: the trace's tape, for a trace that has closed (linearize keeps it).
 
     Returns:
         A list indexed by ``seq``.
     """
-    tape = trace.tape
+    tape = trace.tape if tape is None else tape
     assert tape is not None
     dts: list[Any] = [None] * len(tape)
     for leaf, dx in tangents:
@@ -137,7 +182,9 @@ def forward(trace: Trace, tangents: Sequence[tuple[Expr, Any]]) -> list[Any]:
             continue
         rule = prim.jvp
         if rule is None:
-            raise RuleError(f"primitive {prim.name!r} has no jvp rule, so it cannot be differentiated in forward mode")
+            raise RuleError(
+                f"primitive {prim.name!r} has no jvp rule, so it cannot be differentiated in forward mode"
+            )
         xs = [a.value if type(a) is Expr and a.trace is trace else a for a in args]
         dts[i] = rule(dxs, node.value, *xs)
     return dts

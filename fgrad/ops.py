@@ -9,28 +9,29 @@ overflow gives inf, never a Python exception. At kinks:
 
 from __future__ import annotations
 
-import builtins
 import math
-import operator
-from itertools import repeat
 from collections.abc import Iterable
 from typing import Any
 
-from .core import (
-    Expr,
-    Primitive,
+from .arith import (
     abs_,
     add,
-    bind,
     div,
+    dot_p,
     exp,
     log,
     mul,
     neg,
     pow_,
     pow_const,
+    scaled,
+    share,
+    sign,
+    step,
     sub,
+    sum_p,
 )
+from .core import Expr, Primitive, bind
 
 __all__ = [
     "add", "sub", "mul", "div", "neg", "power", "abs_", "exp", "log", "tanh",
@@ -69,8 +70,8 @@ def _relu_impl(x: float) -> float:
 relu = Primitive(
     "relu",
     impl=_relu_impl,
-    vjp=lambda g, out, x: (g if x > 0 else None,),
-    jvp=lambda dxs, out, x: dxs[0] if x > 0 else None,
+    vjp=lambda g, out, x: (scaled(g, step(x)),),
+    jvp=lambda dxs, out, x: scaled(dxs[0], step(x)),
 )
 
 
@@ -114,13 +115,13 @@ def _trig(f: Any) -> Any:
     return impl
 
 
-sin = Primitive(
+sin: Primitive = Primitive(
     "sin",
     impl=_trig(math.sin),
     vjp=lambda g, out, x: (g * cos(x),),
     jvp=lambda dxs, out, x: dxs[0] * cos(x),
 )
-cos = Primitive(
+cos: Primitive = Primitive(
     "cos",
     impl=_trig(math.cos),
     vjp=lambda g, out, x: (-(g * sin(x)),),
@@ -144,62 +145,31 @@ def _min_impl(x: float, y: float) -> float:
     return x
 
 
-def _share(x: Any, y: Any) -> tuple[float, float]:
-    """How maximum's derivative splits between x and y (minimum swaps them)."""
-    if x > y:
-        return 1.0, 0.0
-    if y > x:
-        return 0.0, 1.0
-    return 0.5, 0.5
+def _max_vjp(g: Any, wx: Any) -> tuple[Any, Any]:
+    return scaled(g, wx), scaled(g, 1.0 - wx)
 
 
-def _weighted(dxs: tuple[Any, ...], wx: float, wy: float) -> Any:
+def _max_jvp(dxs: tuple[Any, ...], wx: Any) -> Any:
     dx, dy = dxs
-    a = None if dx is None or wx == 0.0 else dx * wx
-    b = None if dy is None or wy == 0.0 else dy * wy
+    a = None if dx is None else scaled(dx, wx)
+    b = None if dy is None else scaled(dy, 1.0 - wx)
     if a is None:
         return b
     return a if b is None else a + b
 
 
-def _split(g: Any, wx: float, wy: float) -> tuple[Any, Any]:
-    return (None if wx == 0.0 else g * wx, None if wy == 0.0 else g * wy)
-
-
 maximum = Primitive(
     "maximum",
     impl=_max_impl,
-    vjp=lambda g, out, x, y: _split(g, *_share(x, y)),
-    jvp=lambda dxs, out, x, y: _weighted(dxs, *_share(x, y)),
+    vjp=lambda g, out, x, y: _max_vjp(g, share(x, y)),
+    jvp=lambda dxs, out, x, y: _max_jvp(dxs, share(x, y)),
 )
 minimum = Primitive(
     "minimum",
     impl=_min_impl,
-    vjp=lambda g, out, x, y: _split(g, *_share(y, x)),
-    jvp=lambda dxs, out, x, y: _weighted(dxs, *_share(y, x)),
+    vjp=lambda g, out, x, y: _max_vjp(g, share(y, x)),
+    jvp=lambda dxs, out, x, y: _max_jvp(dxs, share(y, x)),
 )
-
-
-def _sum_tangents(dxs: Iterable[Any]) -> Any:
-    present = [d for d in dxs if d is not None]
-    if len(present) == 1:
-        return present[0]
-    return bind(sum_p, *present) if present else None
-
-
-sum_p = Primitive(
-    "sum",
-    impl=lambda *xs: _plain_sum(xs),
-    vjp=lambda g, out, *xs: (g,) * len(xs),
-    jvp=lambda dxs, out, *xs: _sum_tangents(dxs),
-)
-
-
-def _plain_sum(xs: tuple[float, ...]) -> float:
-    total = 0.0
-    for x in xs:
-        total += x
-    return total
 
 
 def sum(xs: Iterable[Any]) -> Any:  # noqa: A001 - the maths name, as in numpy
@@ -230,45 +200,6 @@ def mean(xs: Iterable[Any]) -> Any:
     if not terms:
         raise ValueError("mean: xs is empty; the mean of no values is undefined")
     return div(bind(sum_p, *terms), float(len(terms)))
-
-
-# dot(ws, xs[, bias]): the arguments are laid out as (w1..wn, x1..xn[, b]); an
-# odd count means a bias is present. One node per neuron instead of 2n.
-
-
-def _dot_impl(*a: float) -> float:
-    n = len(a) // 2
-    # sum over map(mul) runs the loop in C and adds left to right like
-    # ``total += w * x`` would.
-    return builtins.sum(map(operator.mul, a[:n], a[n : 2 * n]), a[-1] if len(a) % 2 else 0.0)
-
-
-def _dot_vjp(g: Any, out: Any, *a: Any) -> tuple[Any, ...]:
-    n = len(a) // 2
-    gs = repeat(g, n)
-    cts = (*map(operator.mul, gs, a[n : 2 * n]), *map(operator.mul, repeat(g, n), a[:n]))
-    return cts + (g,) if len(a) % 2 else cts
-
-
-def _dot_jvp(dxs: tuple[Any, ...], out: Any, *a: Any) -> Any:
-    n = len(a) // 2
-    left: list[Any] = []
-    right: list[Any] = []
-    for i in range(n):
-        if dxs[i] is not None:
-            left.append(dxs[i])
-            right.append(a[n + i])
-        if dxs[n + i] is not None:
-            left.append(a[i])
-            right.append(dxs[n + i])
-    bias = dxs[-1] if len(a) % 2 else None
-    if not left:
-        return bias
-    args = left + right + ([bias] if bias is not None else [])
-    return bind(dot_p, *args)
-
-
-dot_p = Primitive("dot", impl=_dot_impl, vjp=_dot_vjp, jvp=_dot_jvp)
 
 
 def dot(ws: Iterable[Any], xs: Iterable[Any], bias: Any = None) -> Any:
@@ -319,3 +250,4 @@ PRIMITIVES: dict[str, Primitive] = {
 }
 PRIMITIVES["pow_const"] = pow_const
 PRIMITIVES["stop_gradient"] = stop_gradient_p
+PRIMITIVES.update({"step": step, "sign": sign, "share": share})

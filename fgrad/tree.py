@@ -18,7 +18,9 @@ This module imports nothing of fgrad.
 from __future__ import annotations
 
 import dataclasses
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from pyrsistent import PMap, PVector, pmap, pvector
@@ -183,10 +185,24 @@ def _flatten(x: Any, leaves: list[Any]) -> TreeDef:
     meta, kids = _children(x, kind)
     start = len(leaves)
     defs = tuple([_flatten(k, leaves) for k in kids])
-    node_type = PVector if kind == _LIST and not isinstance(x, list) else type(x)
+    node_type: Any = PVector if kind == _LIST and not isinstance(x, list) else type(x)
     if kind == _MAP and not isinstance(x, dict):
         node_type = PMap
+    elif type(x) is defaultdict:
+        node_type = _DefaultDict(x.default_factory)
     return TreeDef(kind, node_type, meta, defs, len(leaves) - start)
+
+
+@dataclass(frozen=True)
+class _DefaultDict:
+    """Rebuilds a defaultdict with its factory (hashable, for TreeDefs)."""
+
+    factory: Any
+
+    __name__ = "defaultdict"
+
+    def __call__(self, items: dict[Any, Any]) -> defaultdict[Any, Any]:
+        return defaultdict(self.factory, items)
 
 
 def tree_unflatten(treedef: TreeDef, leaves: Iterable[Any]) -> Any:

@@ -1,0 +1,322 @@
+"""The arithmetic primitives, and the operators of ``Expr`` that bind them.
+
+``+ - * / **``, unary ``-`` and ``abs()`` on nodes are primitives declared
+here, each once with its rules, as any other op. Their numerics follow
+IEEE-754 (``1/0 = inf``, ``0/0 = nan``, ``0 ** -1 = inf``, ``(-8) ** 0.5 =
+nan``, overflow gives inf), never a Python exception. ``exp`` and ``log`` live
+here too because the rule of ``x ** y`` needs ``log``.
+
+Importing this module installs the operator methods on :class:`Expr`
+(fgrad's ``__init__`` does), which keeps the engine in ``core`` free of any
+particular primitive.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+import operator
+from itertools import repeat
+from typing import Any
+
+from .core import Expr, Number, Primitive, _binop, _is_number, bind
+
+__all__ = [
+    "add", "sub", "mul", "div", "neg", "pow_const", "pow_", "abs_", "exp", "log",
+    "step", "sign", "share", "scaled", "sum_p", "dot_p",
+]
+
+_inf = math.inf
+_nan = math.nan
+
+
+def _div_impl(x: Number, y: Number) -> float:
+    try:
+        return x / y
+    except ZeroDivisionError:
+        if x != x or x == 0:
+            return _nan
+        return math.copysign(_inf, x) * math.copysign(1.0, y)
+
+
+def _is_odd_integer(y: Number) -> bool:
+    return math.isfinite(y) and float(y).is_integer() and int(y) % 2 == 1
+
+
+def _pow_impl(x: Number, y: Number) -> float:
+    try:
+        return math.pow(x, y)
+    except OverflowError:
+        if x < 0 and _is_odd_integer(y):
+            return -_inf
+        return _inf
+    except ValueError:
+        if x == 0:  # 0 ** negative
+            return math.copysign(_inf, x) if _is_odd_integer(y) else _inf
+        return _nan
+
+
+def _sum_tangents(dxs: tuple[Any, ...]) -> Any:
+    present = [d for d in dxs if d is not None]
+    if len(present) == 1:
+        return present[0]
+    return bind(sum_p, *present) if present else None
+
+
+sum_p = Primitive(
+    "sum",
+    impl=lambda *xs: _plain_sum(xs),
+    vjp=lambda g, out, *xs: (g,) * len(xs),
+    jvp=lambda dxs, out, *xs: _sum_tangents(dxs),
+)
+
+
+def _plain_sum(xs: tuple[float, ...]) -> float:
+    # Left to right from the first term (not from 0.0, which would turn a
+    # lone -0.0 into 0.0); builtins.sum runs the loop in C.
+    return builtins.sum(xs[1:], xs[0]) if xs else 0.0
+
+
+# dot(ws, xs[, bias]): the arguments are laid out as (w1..wn, x1..xn[, b]); an
+# odd count means a bias is present. One node per neuron instead of 2n.
+
+
+def _dot_impl(*a: float) -> float:
+    n = len(a) // 2
+    # sum over map(mul) runs the loop in C and adds left to right like
+    # ``total += w * x`` would.
+    return builtins.sum(map(operator.mul, a[:n], a[n : 2 * n]), a[-1] if len(a) % 2 else 0.0)
+
+
+def _dot_vjp(g: Any, out: Any, *a: Any) -> tuple[Any, ...]:
+    # Deferred products (g, x) rather than g * x: the reverse pass fuses all
+    # contributions to one weight (one per example) into a single dot.
+    n = len(a) // 2
+    cts = (*zip(repeat(g, n), a[n : 2 * n]), *zip(repeat(g, n), a[:n]))
+    return cts + (g,) if len(a) % 2 else cts
+
+
+def _dot_jvp(dxs: tuple[Any, ...], out: Any, *a: Any) -> Any:
+    n = len(a) // 2
+    left: list[Any] = []
+    right: list[Any] = []
+    for i in range(n):
+        if dxs[i] is not None:
+            left.append(dxs[i])
+            right.append(a[n + i])
+        if dxs[n + i] is not None:
+            left.append(a[i])
+            right.append(dxs[n + i])
+    bias = dxs[-1] if len(a) % 2 else None
+    if not left:
+        return bias
+    args = left + right + ([bias] if bias is not None else [])
+    return bind(dot_p, *args)
+
+
+dot_p = Primitive("dot", impl=_dot_impl, vjp=_dot_vjp, jvp=_dot_jvp, products=True)
+
+
+
+def _step_impl(x: Number) -> float:
+    return 1.0 if x > 0 else 0.0
+
+
+def _sign_impl(x: Number) -> float:
+    if x > 0:
+        return 1.0
+    if x < 0:
+        return -1.0
+    return 0.0 if x == 0 else _nan
+
+
+def _share_impl(x: Number, y: Number) -> float:
+    if x > y:
+        return 1.0
+    return 0.0 if y > x else 0.5
+
+
+def scaled(g: Any, w: Any) -> Any:
+    """``g * w`` for a piecewise-constant weight ``w`` (a step, sign or share),
+    or None (a zero cotangent, skipped by the reverse pass) when ``w`` is a
+    plain 0.0. Traced weights are always multiplied, so jit keeps no branch;
+    eagerly, the inactive side of a relu costs nothing (measured: 3-4x on
+    the moons demo's reverse pass)."""
+    if type(w) is float and w == 0.0:
+        return None
+    return g * w
+
+
+# Piecewise-constant helpers for rules at kinks. Rules use these instead of
+# Python ``if``s on values, so a traced rule holds no data-dependent branch
+# (jit would otherwise guard on, and recompile for, every sign change).
+step = Primitive(
+    "step",
+    impl=_step_impl,
+    vjp=lambda g, out, x: (None,),
+    jvp=lambda dxs, out, x: None,
+)
+"""``1.0`` where ``x > 0``, else ``0.0``: relu's derivative (relu'(0) = 0)."""
+sign = Primitive(
+    "sign",
+    impl=_sign_impl,
+    vjp=lambda g, out, x: (None,),
+    jvp=lambda dxs, out, x: None,
+)
+"""``-1.0``, ``0.0`` or ``1.0`` (nan stays nan): abs's derivative (abs'(0) = 0)."""
+share = Primitive(
+    "share",
+    impl=_share_impl,
+    vjp=lambda g, out, x, y: (None, None),
+    jvp=lambda dxs, out, x, y: None,
+)
+"""``maximum(x, y)``'s derivative in x: 1, 0, or 0.5 at a tie."""
+
+
+add = Primitive(
+    "add",
+    impl=operator.add,
+    vjp=lambda g, out, x, y: (g, g),
+    jvp=lambda dxs, out, x, y: _add_tangents(dxs[0], dxs[1]),
+)
+sub = Primitive(
+    "sub",
+    impl=operator.sub,
+    vjp=lambda g, out, x, y: (g, -g),
+    jvp=lambda dxs, out, x, y: _add_tangents(dxs[0], None if dxs[1] is None else -dxs[1]),
+)
+mul = Primitive(
+    "mul",
+    impl=operator.mul,
+    vjp=lambda g, out, x, y: (g * y, g * x),
+    jvp=lambda dxs, out, x, y: _add_tangents(
+        None if dxs[0] is None else dxs[0] * y, None if dxs[1] is None else x * dxs[1]
+    ),
+)
+div: Primitive = Primitive(
+    "div",
+    impl=_div_impl,
+    vjp=lambda g, out, x, y: (div(g, y), div(-(g * out), y)),
+    jvp=lambda dxs, out, x, y: _add_tangents(
+        None if dxs[0] is None else div(dxs[0], y),
+        None if dxs[1] is None else div(-(dxs[1] * out), y),
+    ),
+)
+neg = Primitive(
+    "neg",
+    impl=operator.neg,
+    vjp=lambda g, out, x: (-g,),
+    jvp=lambda dxs, out, x: -dxs[0],
+)
+pow_const: Primitive = Primitive(
+    # x ** c for a constant c: d/dx only, so no log(x) is computed for nothing.
+    "pow",
+    impl=_pow_impl,
+    vjp=lambda g, out, x, c: (g * _dpow_dx(x, c), None),
+    jvp=lambda dxs, out, x, c: dxs[0] * _dpow_dx(x, c),
+)
+pow_: Primitive = Primitive(
+    "pow",
+    impl=_pow_impl,
+    vjp=lambda g, out, x, y: (g * _dpow_dbase(x, y), g * _dpow_dexponent(out, x)),
+    jvp=lambda dxs, out, x, y: _add_tangents(
+        None if dxs[0] is None else dxs[0] * _dpow_dbase(x, y),
+        None if dxs[1] is None else dxs[1] * _dpow_dexponent(out, x),
+    ),
+)
+abs_ = Primitive(
+    "abs",
+    impl=lambda x: abs(x),
+    vjp=lambda g, out, x: (scaled(g, sign(x)),),
+    jvp=lambda dxs, out, x: scaled(dxs[0], sign(x)),
+)
+
+
+def _dpow_dx(x: Any, c: Any) -> Any:
+    if c == 0:
+        return 0.0  # x ** 0 is constant, also at x = 0 where 0 * 0 ** -1 is nan
+    if c == 2:
+        return 2.0 * x
+    if c == 1:
+        return 1.0
+    return c * pow_const(x, c - 1)
+
+
+def _dpow_dbase(x: Any, y: Any) -> Any:
+    return y * pow_(x, y - 1.0)
+
+
+def _dpow_dexponent(out: Any, x: Any) -> Any:
+    # d/dy x ** y = x ** y log x; at x = 0 take the limit 0 (as JAX does)
+    # rather than 0 * -inf = nan.
+    return 0.0 if x == 0 else out * log(x)
+
+
+def _add_tangents(a: Any, b: Any) -> Any:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a + b
+
+
+def _log_impl(x: Number) -> float:
+    try:
+        return math.log(x)
+    except ValueError:
+        return -_inf if x == 0 else _nan
+
+
+log = Primitive(
+    "log",
+    impl=_log_impl,
+    vjp=lambda g, out, x: (div(g, x),),
+    jvp=lambda dxs, out, x: div(dxs[0], x),
+)
+
+
+def _exp_impl(x: Number) -> float:
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return _inf
+
+
+exp = Primitive(
+    "exp",
+    impl=_exp_impl,
+    vjp=lambda g, out, x: (g * out,),
+    jvp=lambda dxs, out, x: dxs[0] * out,
+)
+
+
+def _pow(self: Expr, other: Any) -> Any:
+    if type(other) is not Expr and _is_number(other):
+        return bind(pow_const, self, other)  # x ** c: no log(x) in the rule
+    return _pow_op(self, other)
+
+
+def _rpow(self: Expr, other: Any) -> Any:
+    return _rpow_op(self, other)
+
+
+def _neg(self: Expr) -> Any:
+    return bind(neg, self)
+
+
+def _pos(self: Expr) -> Expr:
+    return self
+
+
+def _abs(self: Expr) -> Any:
+    return bind(abs_, self)
+
+
+_pow_op = _binop(pow_, False)
+_rpow_op = _binop(pow_, True)
+
+for _prim, _name in ((add, "add"), (sub, "sub"), (mul, "mul"), (div, "truediv")):
+    setattr(Expr, f"__{_name}__", _binop(_prim, False))
+    setattr(Expr, f"__r{_name}__", _binop(_prim, True))
+for _name, _method in (("pow", _pow), ("rpow", _rpow), ("neg", _neg), ("pos", _pos), ("abs", _abs)):
+    setattr(Expr, f"__{_name}__", _method)
