@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .transforms import grad
+from .transforms import grad, jvp
 from .tree import tree_flatten, tree_paths, tree_unflatten, unflatten_persistent
 
 __all__ = [
@@ -61,22 +61,33 @@ def numerical_grad(f: Callable[..., Any], params: Any, eps: float = 1e-6) -> Any
     return unflatten_persistent(td, out)
 
 
-def _directional(f: Callable[..., Any], nargs: int, seed: int) -> Callable[..., Any]:
-    """``x -> <grad f(x), v>`` for a fixed random direction ``v``: a scalar
-    function whose gradient holds f's next-order derivatives."""
+def _direction(n: int, seed: int) -> list[float]:
     rng = random.Random(seed)
-    g = grad(f, argnums=tuple(range(nargs)))
-    directions: dict[int, list[float]] = {}
+    return [rng.uniform(-1.0, 1.0) for _ in range(n)]
 
-    def along(*args: Any) -> Any:
-        leaves = tree_flatten(g(*args))[0]
-        v = directions.setdefault(len(leaves), [rng.uniform(-1.0, 1.0) for _ in leaves])
-        total: Any = 0.0
-        for leaf, vi in zip(leaves, v):
-            total = total + leaf * vi
-        return total
 
-    return along
+def _directional(f: Callable[..., Any], args: tuple[Any, ...], mode: str, seed: int) -> Callable[..., Any]:
+    """A scalar function whose first derivatives are ``f``'s next-order ones:
+    ``x -> <grad f(x), v>`` (rev) or ``x -> jvp(f, x, v)`` (fwd), for a
+    fixed random direction ``v``."""
+    leaves, td = tree_flatten(args)
+    v = _direction(len(leaves), seed)
+    if mode == "rev":
+        g = grad(f, argnums=tuple(range(len(args))))
+
+        def along(*xs: Any) -> Any:
+            total: Any = 0.0
+            for leaf, vi in zip(tree_flatten(g(*xs))[0], v):
+                total = total + leaf * vi
+            return total
+
+        return along
+    tangents = tree_unflatten(td, v)
+
+    def along_fwd(*xs: Any) -> Any:
+        return jvp(f, xs, tangents)[1]
+
+    return along_fwd
 
 
 def check_grads(
@@ -88,62 +99,92 @@ def check_grads(
     atol: float | None = None,
     rtol: float | None = None,
 ) -> None:
-    """Check ``f``'s derivatives against central differences.
+    """Check ``f``'s derivatives against independent oracles, to any order.
 
-    Order 1 compares ``grad(f)`` with :func:`numerical_grad` leaf by leaf.
-    Order ``k`` also checks the gradient of ``x -> <grad f(x), v>`` for a fixed
-    random ``v`` (a Hessian-vector product), and so on up.
+    ``"fwd"``: each input's forward-mode derivative (``jvp`` along that leaf)
+    against central differences. ``"rev"``: the gradient against central
+    differences leaf by leaf, and against forward mode by the inner-product
+    identity ``<grad f, v> == jvp(f, v)`` for a random direction ``v``.
+    Order ``k`` repeats the checks on ``x -> <grad f(x), v>`` (or on
+    ``x -> jvp(f, x, v)``), whose derivatives are f's order-``k`` ones.
 
     Args:
         f: a scalar function of the positional ``args`` (pytrees of reals).
         args: the point to check at.
         order: highest derivative order to check.
-        modes: ``"rev"`` (reverse mode, ``grad``).
+        modes: any of ``"fwd"`` and ``"rev"``.
         eps: relative finite-difference step (default 1e-6).
-        atol, rtol: allowed error ``atol + rtol * max(|analytic|, |numeric|)``
+        atol, rtol: allowed error ``atol + rtol * max(|analytic|, |oracle|)``
             (defaults 1e-5 and 1e-4).
 
     Raises:
         AssertionError: naming the mode, order, leaf path and the error.
 
     >>> import fgrad as fg
-    >>> check_grads(lambda x, y: fg.sin(x) * y, (0.3, 2.0), order=2)
+    >>> check_grads(lambda x, y: fg.sin(x) * y, (0.3, 2.0), order=2, modes=("fwd", "rev"))
     """
     if not isinstance(order, int) or order < 1:
         raise ValueError(f"check_grads: order must be a positive int, got {order!r}")
-    unknown = [m for m in modes if m not in ("rev",)]
-    if unknown or not modes:
-        raise ValueError(f"check_grads: modes must be a non-empty subset of ('rev',), got {modes!r}")
-    eps = 1e-6 if eps is None else eps
-    atol = 1e-5 if atol is None else atol
-    rtol = 1e-4 if rtol is None else rtol
+    modes = tuple(modes)
+    if not modes or any(m not in ("fwd", "rev") for m in modes):
+        raise ValueError(f"check_grads: modes must be a non-empty subset of ('fwd', 'rev'), got {modes!r}")
+    tol = _Tolerance(1e-6 if eps is None else eps, 1e-5 if atol is None else atol,
+                     1e-4 if rtol is None else rtol)
     args = tuple(args)
-    fn = f
-    for k in range(1, order + 1):
-        _check_rev(fn, args, k, eps, atol, rtol)
-        if k < order:
-            fn = _directional(fn, len(args), seed=k)
+    for mode in modes:
+        fn = f
+        for k in range(1, order + 1):
+            (_check_rev if mode == "rev" else _check_fwd)(fn, args, k, tol)
+            if k < order:
+                fn = _directional(fn, args, mode, seed=k)
 
 
-def _check_rev(
-    f: Callable[..., Any], args: tuple[Any, ...], k: int, eps: float, atol: float, rtol: float
-) -> None:
-    nargs = len(args)
-    analytic = tree_flatten(grad(f, argnums=tuple(range(nargs)))(*args))[0]
-    leaves, td = tree_flatten(args)
-    numeric = tree_flatten(numerical_grad(lambda a: f(*a), tree_unflatten(td, leaves), eps))[0]
-    paths = tree_paths(td)
-    for path, a, n in zip(paths, analytic, numeric):
-        a, n = float(a), float(n)
+@dataclass(frozen=True)
+class _Tolerance:
+    eps: float
+    atol: float
+    rtol: float
+
+    def check(self, mode: str, k: int, where: str, got: Any, want: Any, oracle: str) -> None:
+        a, n = float(got), float(want)
         if math.isnan(a) and math.isnan(n):
-            continue
+            return
         err = abs(a - n)
-        tol = atol + rtol * max(abs(a), abs(n))
+        tol = self.atol + self.rtol * max(abs(a), abs(n))
         if not err <= tol:
             raise AssertionError(
-                f"check_grads: mode rev, order {k}: at argument {_arg_path(path)} the derivative "
-                f"is {a!r} but central differences give {n!r} (error {err:.3g} > tolerance {tol:.3g})"
+                f"check_grads: mode {mode}, order {k}: at {where} the derivative is {a!r} but "
+                f"{oracle} gives {n!r} (error {err:.3g} > tolerance {tol:.3g})"
             )
+
+
+def _numeric_partials(f: Callable[..., Any], args: tuple[Any, ...], eps: float) -> list[Any]:
+    leaves, td = tree_flatten(args)
+    return tree_flatten(numerical_grad(lambda a: f(*a), tree_unflatten(td, leaves), eps))[0]
+
+
+def _check_rev(f: Callable[..., Any], args: tuple[Any, ...], k: int, tol: _Tolerance) -> None:
+    analytic = tree_flatten(grad(f, argnums=tuple(range(len(args))))(*args))[0]
+    leaves, td = tree_flatten(args)
+    paths = tree_paths(td)
+    for path, a, n in zip(paths, analytic, _numeric_partials(f, args, tol.eps)):
+        tol.check("rev", k, f"argument {_arg_path(path)}", a, n, "central differences")
+    v = _direction(len(leaves), seed=1000 + k)
+    along = jvp(f, args, tree_unflatten(td, v))[1]
+    inner: Any = 0.0
+    for a, vi in zip(analytic, v):
+        inner = inner + a * vi
+    tol.check("rev", k, "a random direction (inner-product identity)", inner, along, "forward mode")
+
+
+def _check_fwd(f: Callable[..., Any], args: tuple[Any, ...], k: int, tol: _Tolerance) -> None:
+    leaves, td = tree_flatten(args)
+    paths = tree_paths(td)
+    numeric = _numeric_partials(f, args, tol.eps)
+    for j, (path, n) in enumerate(zip(paths, numeric)):
+        basis = tree_unflatten(td, [1.0 if i == j else 0.0 for i in range(len(leaves))])
+        tol.check("fwd", k, f"argument {_arg_path(path)}", jvp(f, args, basis)[1], n,
+                  "central differences")
 
 
 def _arg_path(path: str) -> str:
@@ -254,7 +295,7 @@ class RandomFunction:
 
     def __repr__(self) -> str:
         names = [f"x{i}" for i in range(self.n_inputs)]
-        lines = []
+        lines: list[str] = []
         for op, idx in self.program:
             names.append(f"t{len(lines)}")
             lines.append(f"{names[-1]} = {op}({', '.join(names[i] for i in idx)})")
@@ -268,10 +309,10 @@ def expressions(n_inputs: int = 2, max_steps: int = 8) -> Any:
         _register_ops()
     unary, binary = sorted(_UNARY), sorted(_BINARY)
 
-    @st.composite  # type: ignore[misc]
+    @st.composite  # type: ignore[untyped-decorator]
     def programs(draw: Any) -> RandomFunction:
         steps = draw(st.integers(min_value=1, max_value=max_steps))
-        program = []
+        program: list[tuple[str, tuple[int, ...]]] = []
         for k in range(steps):
             avail = n_inputs + k
             pick = st.integers(min_value=0, max_value=avail - 1)

@@ -1,4 +1,4 @@
-"""Transformations of Python functions: grad, value_and_grad, trace.
+"""Transformations of Python functions: grad, vjp, jvp, linearize, trace.
 
 Each transform opens a trace, replaces the leaves of the differentiated
 arguments by input nodes of that trace, runs the function, and walks the tape
@@ -13,11 +13,18 @@ import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .core import EscapedNodeError, Expr, Trace, make_node, new_trace
-from .graph import backward
-from .tree import TreeDef, tree_flatten, tree_paths, tree_unflatten, unflatten_persistent
+from .core import EscapedNodeError, Expr, Trace, _escaped, make_node, new_trace
+from .graph import backward, forward
+from .tree import (
+    TreeDef,
+    structure_mismatch,
+    tree_flatten,
+    tree_paths,
+    tree_unflatten,
+    unflatten_persistent,
+)
 
-__all__ = ["grad", "value_and_grad", "trace", "lower"]
+__all__ = ["grad", "value_and_grad", "vjp", "jvp", "linearize", "trace", "lower"]
 
 ArgNums = int | Sequence[int]
 
@@ -98,8 +105,17 @@ def trace_inputs(
 
 
 def lower(tr: Trace, x: Any) -> Any:
-    """The value of ``x`` one level below ``tr`` (x itself if not of ``tr``)."""
-    return x.value if type(x) is Expr and x.trace is tr else x
+    """The value of ``x`` one level below ``tr`` (x itself if not of ``tr``).
+
+    A node of a trace that has closed cannot leave a transform: it would
+    carry a stale graph (and a silent zero derivative) out of it.
+    """
+    if type(x) is Expr:
+        if x.trace is tr:
+            return x.value
+        if not x.trace.live:
+            raise _escaped(x.trace)
+    return x
 
 
 def lower_tree(tr: Trace, tree: Any) -> Any:
@@ -232,3 +248,132 @@ def trace(f: Callable[..., Any]) -> Callable[..., Any]:
             return f(*new_args, **kwargs)
 
     return traced
+
+
+def _outputs(name: str, out: Any) -> tuple[list[Any], TreeDef]:
+    """Flatten a function's output, checking every leaf is a scalar."""
+    leaves, td = tree_flatten(out)
+    paths: list[str] | None = None
+    for k, leaf in enumerate(leaves):
+        if type(leaf) is not Expr and not (isinstance(leaf, numbers.Real) and not isinstance(leaf, bool)):
+            paths = paths or tree_paths(td)
+            raise TypeError(
+                f"{name}: the output at {paths[k] or 'the root'} is a {type(leaf).__name__}, "
+                "not a scalar; return numbers (or pytrees of numbers) from the function"
+            )
+    return leaves, td
+
+
+def _matching_leaves(name: str, what: str, tree: Any, like: TreeDef, like_name: str) -> list[Any]:
+    """The leaves of ``tree``, which must have the structure ``like``."""
+    leaves, td = tree_flatten(tree)
+    where = structure_mismatch(like, td)
+    if where is not None:
+        raise ValueError(
+            f"{name}: {what} must have the structure of {like_name}; they differ {where} "
+            f"({like_name} vs {what})"
+        )
+    paths = tree_paths(td)
+    return [check_leaf(name, x, f"{what}{p}") for x, p in zip(leaves, paths)]
+
+
+def _all_args(args: tuple[Any, ...]) -> tuple[int, ...]:
+    return tuple(range(len(args)))
+
+
+def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Any, Any]:
+    """Forward mode: ``f``'s output and its directional derivative.
+
+    Args:
+        f: a function of pytrees of real numbers returning a pytree of scalars.
+        primals: a tuple of ``f``'s positional arguments.
+        tangents: a tuple of the same structure: the direction.
+
+    Returns:
+        ``(out, out_tangent)``, both in the structure of ``f``'s output.
+
+    >>> jvp(lambda x, y: x * y, (2.0, 3.0), (1.0, 0.0))
+    (6.0, 3.0)
+    """
+    if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
+        raise TypeError(
+            "jvp: primals and tangents must be tuples of the function's arguments, "
+            f"e.g. jvp(f, (x,), (dx,)); got {type(primals).__name__} and {type(tangents).__name__}"
+        )
+    primals = tuple(primals)
+    with new_trace("jvp") as tr:
+        new_args, nodes, td = trace_inputs(tr, "jvp", primals, _all_args(primals))
+        dxs = _matching_leaves("jvp", "tangents", tuple(tangents), td, "primals")
+        outs, out_td = _outputs("jvp", f(*new_args))
+        dts = forward(tr, list(zip(nodes, dxs)))
+        values = [lower(tr, o) for o in outs]
+        douts = [_tangent_of(tr, o, dts) for o in outs]
+    return tree_unflatten(out_td, values), tree_unflatten(out_td, douts)
+
+
+def _tangent_of(tr: Trace, out: Any, dts: list[Any]) -> Any:
+    if type(out) is Expr and out.trace is tr:
+        d = dts[out.seq]
+        return 0.0 if d is None else d
+    return 0.0
+
+
+def linearize(f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[..., Any]]:
+    """``f``'s output and its Jacobian-vector product as a reusable function.
+
+    The graph is traced once; each call of the returned ``f_jvp(*tangents)``
+    is one forward pass over it. ``f_jvp`` is pure.
+
+    >>> out, f_jvp = linearize(lambda x: x ** 3, 2.0)
+    >>> out, f_jvp(1.0), f_jvp(0.5)
+    (8.0, 12.0, 6.0)
+    """
+    with new_trace("linearize") as tr:
+        new_args, nodes, td = trace_inputs(tr, "linearize", primals, _all_args(primals))
+        outs, out_td = _outputs("linearize", f(*new_args))
+        tape = tr.tape
+        values = [lower(tr, o) for o in outs]
+    assert tape is not None
+
+    def f_jvp(*tangents: Any) -> Any:
+        dxs = _matching_leaves("linearize", "tangents", tangents, td, "primals")
+        dts = forward(tr, list(zip(nodes, dxs)), tape=tape)
+        return tree_unflatten(out_td, [_tangent_of(tr, o, dts) for o in outs])
+
+    return tree_unflatten(out_td, values), f_jvp
+
+
+def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[Any, ...]:
+    """``f``'s output and its vector-Jacobian product as a reusable function.
+
+    Returns:
+        ``(out, f_vjp)`` (``(out, f_vjp, aux)`` with ``has_aux``), where
+        ``f_vjp(cotangent)`` takes a cotangent in the structure of ``out`` and
+        returns a tuple with one cotangent per primal, each in that primal's
+        structure (made persistent). ``f_vjp`` is pure: call it many times.
+
+    >>> out, f_vjp = vjp(lambda x, y: x * y, 2.0, 3.0)
+    >>> out, f_vjp(1.0), f_vjp(2.0)
+    (6.0, (3.0, 2.0), (6.0, 4.0))
+    """
+    with new_trace("vjp") as tr:
+        new_args, nodes, td = trace_inputs(tr, "vjp", primals, _all_args(primals))
+        result = f(*new_args)
+        out, aux = split_aux("vjp", result) if has_aux else (result, None)
+        outs, out_td = _outputs("vjp", out)
+        tape = tr.tape
+        values = [lower(tr, o) for o in outs]
+        if has_aux:
+            aux = lower_tree(tr, aux)
+    assert tape is not None
+
+    def f_vjp(cotangent: Any) -> tuple[Any, ...]:
+        gs = _matching_leaves("vjp", "cotangent", cotangent, out_td, "the output")
+        cts = backward(tr, list(zip(outs, gs)), tape=tape)
+        result: tuple[Any, ...] = unflatten_persistent(
+            td, [0.0 if (c := cts[n.seq]) is None else c for n in nodes]
+        )
+        return result
+
+    out_tree = tree_unflatten(out_td, values)
+    return (out_tree, f_vjp, aux) if has_aux else (out_tree, f_vjp)

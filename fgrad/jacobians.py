@@ -1,0 +1,105 @@
+"""Jacobians and Hessians of functions of pytrees of scalars.
+
+``jacrev`` traces once and runs one reverse pass per output leaf; ``jacfwd``
+traces once and runs one forward pass per input leaf. Both return the
+output's structure outside and the differentiated argument's structure
+inside, made persistent: ``jacobian(g)(params)["y"]["w"] == dy/dw``.
+``hessian(f) = jacfwd(grad(f))``: ``H["w"]["b"] == d2f / dw db``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from .core import Expr, new_trace
+from .graph import backward, forward
+from .transforms import ArgNums, _norm_argnums, _outputs, grad, trace_inputs
+from .tree import TreeDef, unflatten_persistent
+
+__all__ = ["jacobian", "jacrev", "jacfwd", "hessian"]
+
+
+def _split(td: TreeDef, flat: list[Any], single: bool) -> Any:
+    tree = unflatten_persistent(td, flat)
+    return tree[0] if single else tree
+
+
+def jacrev(f: Callable[..., Any], argnums: ArgNums = 0) -> Callable[..., Any]:
+    """The Jacobian of ``f`` by reverse mode (one backward pass per output).
+
+    Args:
+        f: a function returning a scalar or a pytree of scalars.
+        argnums: the argument(s) to differentiate.
+
+    Returns:
+        A function returning ``f``'s output structure with, at each leaf, the
+        gradient of that output in the structure of the argument(s).
+
+    >>> jacrev(lambda x, y: (x * y, x + y), argnums=(0, 1))(2.0, 3.0)
+    ((3.0, 2.0), (1.0, 1.0))
+    """
+
+    @functools.wraps(f)
+    def jac(*args: Any, **kwargs: Any) -> Any:
+        nums = _norm_argnums("jacrev", argnums, len(args))
+        single = isinstance(argnums, int)
+        with new_trace("jacrev") as tr:
+            new_args, nodes, td = trace_inputs(tr, "jacrev", args, nums)
+            outs, out_td = _outputs("jacrev", f(*new_args, **kwargs))
+            rows = []
+            for out in outs:
+                cts = backward(tr, [(out, 1.0)])
+                rows.append(_split(td, [0.0 if (c := cts[n.seq]) is None else c for n in nodes], single))
+        return unflatten_persistent(out_td, rows)
+
+    return jac
+
+
+def jacfwd(f: Callable[..., Any], argnums: ArgNums = 0) -> Callable[..., Any]:
+    """The Jacobian of ``f`` by forward mode (one forward pass per input leaf).
+
+    Same result structure as :func:`jacrev`; cheaper when there are fewer
+    inputs than outputs.
+
+    >>> jacfwd(lambda x: {"double": 2.0 * x, "square": x * x})(3.0)["square"]
+    6.0
+    """
+
+    @functools.wraps(f)
+    def jac(*args: Any, **kwargs: Any) -> Any:
+        nums = _norm_argnums("jacfwd", argnums, len(args))
+        single = isinstance(argnums, int)
+        with new_trace("jacfwd") as tr:
+            new_args, nodes, td = trace_inputs(tr, "jacfwd", args, nums)
+            outs, out_td = _outputs("jacfwd", f(*new_args, **kwargs))
+            columns = []
+            for node in nodes:
+                dts = forward(tr, [(node, 1.0)])
+                columns.append([_tangent(tr, o, dts) for o in outs])
+        rows = [_split(td, [col[i] for col in columns], single) for i in range(len(outs))]
+        return unflatten_persistent(out_td, rows)
+
+    return jac
+
+
+def _tangent(tr: Any, out: Any, dts: list[Any]) -> Any:
+    if type(out) is Expr and out.trace is tr and dts[out.seq] is not None:
+        return dts[out.seq]
+    return 0.0
+
+
+jacobian = jacrev
+
+
+def hessian(f: Callable[..., Any], argnums: ArgNums = 0) -> Callable[..., Any]:
+    """The matrix of second derivatives of a scalar function.
+
+    Computed forward-over-reverse (``jacfwd(grad(f))``). The result nests
+    the argument's structure in itself: ``H["w"]["b"] == d2f / dw db``.
+
+    >>> hessian(lambda p: p["a"] * p["a"] * p["b"])({"a": 1.0, "b": 2.0})["a"]["b"]
+    2.0
+    """
+    return jacfwd(grad(f, argnums), argnums)
