@@ -1,0 +1,295 @@
+"""From a jit trace to a runnable program: straight-line source or a table.
+
+One statement per needed node, in tape order (``v12 = v3 * v7``); shared
+subexpressions computed once; operations that return an operand bit for bit
+dropped; guards checked as soon as their operands exist. What reaches the
+source: identifiers made here (``x0``, ``v12``, ``f3``, ``K[0]``), ``repr`` of
+finite floats and ints, never a user string. Very large programs run as a
+table of (function, registers) instead, as compiling them costs more than it
+saves.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+import operator
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import arith
+from .core import Expr, Primitive, Trace
+
+__all__ = ["GuardFailed", "GUARD_FAILED", "compile_trace"]
+
+_INLINE = {arith.add: "+", arith.sub: "-", arith.mul: "*"}
+
+
+class GuardFailed(Exception):
+    """A guard of a compiled path did not hold for these arguments."""
+
+
+GUARD_FAILED = GuardFailed()
+
+
+_NONE = object()
+
+
+class _Emitter:
+    """Names for values: variables it made, float/int literals, or K[i]."""
+
+    def __init__(self) -> None:
+        self.consts: list[Any] = []
+        self.funcs: dict[int, str] = {}
+        self.namespace: dict[str, Any] = {
+            "NAN": math.nan, "INF": math.inf, "GUARD": GUARD_FAILED, "DIV": arith._div_impl,
+            "DOT": _dot, "SUM": builtins.sum,
+        }
+
+    def const(self, x: Any) -> str:
+        if type(x) is float:
+            if x != x:
+                return "NAN"
+            if math.isinf(x):
+                return "INF" if x > 0 else "(-INF)"
+            text = repr(x)
+            return f"({text})" if text.startswith("-") else text
+        if type(x) is int:
+            return f"({x!r})" if x < 0 else repr(x)
+        self.consts.append(x)
+        return f"K[{len(self.consts) - 1}]"
+
+    def func(self, prim: Primitive) -> str:
+        name = self.funcs.get(id(prim))
+        if name is None:
+            name = f"f{len(self.funcs)}"
+            self.funcs[id(prim)] = name
+            self.namespace[name] = prim.impl
+        return name
+
+
+# An instruction: ("op", target, prim, refs) or ("guard", op, ref_a, ref_b, result),
+# where a ref is ("var", name) or ("const", value).
+Ref = tuple[str, Any]
+
+
+def compile_trace(
+    tr: Trace, inputs: list[Expr], outs: list[Any], fname: str, max_compiled_ops: int
+) -> tuple[Callable[[Sequence[Any]], tuple[Any, ...]], str, int]:
+    """Turn a jit trace into ``(run, source, number of guards)``.
+
+    ``run(leaves)`` computes the outputs' flat values from the inputs'
+    leaves, raising ``GuardFailed`` when a recorded comparison comes out
+    differently. Only nodes that outputs or guards need are computed.
+    """
+    tape = tr.tape
+    assert tape is not None and tr.guards is not None
+
+    def mine(x: Any) -> bool:
+        return type(x) is Expr and x.trace is tr
+
+    guards_at: dict[int, list[tuple[str, Any, Any, bool]]] = {}
+    needed = bytearray(len(tape))
+    for o in outs:
+        if mine(o):
+            needed[o.seq] = 1
+    seen_guards = set()
+    for op, x, y, result in tr.guards:
+        at = max((v.seq for v in (x, y) if mine(v)), default=-1)
+        ident = (op, id(x) if mine(x) else ("c", x), id(y) if mine(y) else ("c", y))
+        if at < 0 or ident in seen_guards:
+            continue  # a comparison of constants holds forever
+        seen_guards.add(ident)
+        guards_at.setdefault(at, []).append((op, x, y, result))
+        for v in (x, y):
+            if mine(v):
+                needed[v.seq] = 1
+    for i in range(len(tape) - 1, -1, -1):
+        if needed[i]:
+            for a in tape[i].args:
+                if mine(a):
+                    needed[a.seq] = 1
+
+    refs: list[Ref | None] = [None] * len(tape)
+    for k, node in enumerate(inputs):
+        refs[node.seq] = ("var", f"x{k}")
+
+    def ref(a: Any) -> Ref:
+        if mine(a):
+            r: Ref | None = refs[a.seq]
+            assert r is not None
+            return r
+        return ("const", a)
+
+    cse: dict[tuple[Any, ...], Ref] = {}
+    program: list[tuple[Any, ...]] = []
+    for i, node in enumerate(tape):
+        prim = node.prim
+        if not needed[i]:
+            continue
+        if prim is not None:
+            args = tuple(ref(a) for a in node.args)
+            alias = _simplify(prim, args)
+            if alias is not None:
+                refs[i] = alias
+            else:
+                key = (id(prim), tuple((k, v if k == "var" else (type(v), repr(v))) for k, v in args))
+                if key not in cse:
+                    cse[key] = ("var", f"v{i}")
+                    program.append(("op", f"v{i}", prim, args))
+                refs[i] = cse[key]
+        for op, x, y, result in guards_at.get(i, ()):
+            program.append(("guard", op, ref(x), ref(y), result))
+    returns = [ref(o) for o in outs]
+    n_ops = sum(1 for ins in program if ins[0] == "op")
+    source = _source(program, returns, len(inputs), n_ops, len(seen_guards), fname)
+    if n_ops > max_compiled_ops:
+        run = _table(program, returns, len(inputs))
+    else:
+        em = _Emitter()
+        code = _source(program, returns, len(inputs), n_ops, len(seen_guards), fname, em)
+        em.namespace["K"] = tuple(em.consts)
+        exec(compile(code, f"<fgrad.jit {_safe_name(fname)}>", "exec"), em.namespace)  # noqa: S102
+        run = em.namespace["compiled"]
+    return run, source, len(seen_guards)
+
+
+def _source(
+    program: list[tuple[Any, ...]], returns: list[Ref], n_inputs: int, n_ops: int, n_guards: int,
+    fname: str, em: _Emitter | None = None,
+) -> str:
+    em = _Emitter() if em is None else em
+
+    def text(r: Ref) -> str:
+        return r[1] if r[0] == "var" else em.const(r[1])
+
+    lines = [
+        f"def compiled(leaves):  # jit of {_safe_name(fname)}: {n_inputs} inputs, "
+        f"{n_ops} operations, {n_guards} guards"
+    ]
+    if n_inputs:
+        lines.append(f"    {', '.join(f'x{k}' for k in range(n_inputs))}, = leaves")
+    for ins in program:
+        if ins[0] == "guard":
+            _, op, a, b, result = ins
+            lines.append(f"    if {'not ' if result else ''}({text(a)} {op} {text(b)}): raise GUARD")
+            continue
+        _, var, prim, args = ins
+        texts = [text(a) for a in args]
+        if prim in _INLINE:
+            expr = f"{texts[0]} {_INLINE[prim]} {texts[1]}"
+        elif prim is arith.neg:
+            expr = f"-{texts[0]}"
+        elif prim is arith.div:
+            expr = f"DIV({texts[0]}, {texts[1]})"
+        elif prim is arith.dot_p:
+            # The same builtins.sum over map(mul) as the impl, minus its
+            # argument slicing: one C loop per dot.
+            n = len(texts) // 2
+            start = texts[-1] if len(texts) % 2 else "0.0"
+            ws = "".join(t + ", " for t in texts[:n])
+            xs = "".join(t + ", " for t in texts[n : 2 * n])
+            expr = f"DOT(({ws}), ({xs}), {start})"
+        elif prim is arith.sum_p and texts:
+            expr = f"SUM(({''.join(t + ', ' for t in texts[1:])}), {texts[0]})"
+        else:
+            expr = f"{em.func(prim)}({', '.join(texts)})"
+        lines.append(f"    {var} = {expr}  # {prim.name}")
+    lines.append(f"    return ({''.join(text(r) + ', ' for r in returns)})")
+    return "\n".join(lines) + "\n"
+
+
+def _dot(ws: tuple[Any, ...], xs: tuple[Any, ...], start: Any) -> Any:
+    return builtins.sum(map(operator.mul, ws, xs), start)
+
+
+def _is_literal(x: Any) -> bool:
+    return type(x) in (float, int)
+
+
+def _safe_name(name: str) -> str:
+    return name if name.isidentifier() else "<function>"
+
+
+def _simplify(prim: Primitive, refs: tuple[Ref, ...]) -> Ref | None:
+    """Drop operations that return an operand bit for bit: x * 1, 1 * x,
+    x / 1, x - 0, x + (-0.0). (x + 0.0 is kept: it turns -0.0 into 0.0;
+    0 * x is kept: it is nan for x = inf or nan.)"""
+    consts = [r[1] if r[0] == "const" else _NONE for r in refs]
+    if prim is arith.mul:
+        if _is_one(consts[0]):
+            return refs[1]
+        if _is_one(consts[1]):
+            return refs[0]
+    elif prim is arith.div:
+        if _is_one(consts[1]):
+            return refs[0]
+    elif prim is arith.sub:
+        if _is_literal(consts[1]) and consts[1] == 0:
+            return refs[0]
+    elif prim is arith.add:
+        if _is_neg_zero(consts[1]):
+            return refs[0]
+        if _is_neg_zero(consts[0]):
+            return refs[1]
+    return None
+
+
+def _is_one(x: Any) -> bool:
+    return _is_literal(x) and x == 1
+
+
+def _is_neg_zero(x: Any) -> bool:
+    return type(x) is float and x == 0.0 and math.copysign(1.0, x) < 0
+
+
+# Table-driven programs for very large graphs ---------------------------------
+
+_COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+            "==": operator.eq, "!=": operator.ne}
+
+
+def _table(
+    program: list[tuple[Any, ...]], returns: list[Ref], n_inputs: int
+) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """The same program as a list of (function, output register, input
+    registers), run by one loop: no compile step, ~3x slower per op."""
+    slots: dict[str, int] = {f"x{k}": k for k in range(n_inputs)}
+    consts: list[Any] = []
+
+    def slot(r: Ref) -> int:
+        if r[0] == "var":
+            return slots[r[1]]
+        consts.append(r[1])
+        return -len(consts)  # constants sit at the end of the registers
+
+    table: list[tuple[Any, int, tuple[int, ...]]] = []
+    for ins in program:
+        if ins[0] == "guard":
+            _, op, a, b, result = ins
+            table.append((_guard(_COMPARE[op], result), 0, (slot(a), slot(b))))
+            continue
+        _, var, prim, args = ins
+        ins_slots = tuple(slot(a) for a in args)
+        slots[var] = len(slots)
+        table.append((prim.impl, slots[var], ins_slots))
+    out_slots = tuple(slot(r) for r in returns)
+    size = len(slots)
+    tail = consts[::-1]
+
+    def run(leaves: Sequence[Any]) -> tuple[Any, ...]:
+        r: list[Any] = [*leaves, *([None] * (size - n_inputs)), *tail]
+        for fn, o, ins in table:
+            r[o] = fn(*[r[i] for i in ins])
+        return tuple(r[i] for i in out_slots)
+
+    return run
+
+
+def _guard(check: Callable[[Any, Any], bool], expected: bool) -> Callable[[Any, Any], Any]:
+    def guard(a: Any, b: Any) -> Any:
+        if check(a, b) is not expected:
+            raise GUARD_FAILED
+        return None
+
+    return guard
