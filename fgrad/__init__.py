@@ -10,16 +10,27 @@ Module map:
     ops         the other primitives (exp, tanh, relu, sum, dot, ...)
     graph       tape walks: reverse and forward passes, reachability
     tree        pytrees: flatten / unflatten / map over containers
-    transforms  grad, value_and_grad, trace
+    transforms  grad, value_and_grad, vjp, jvp, linearize, trace
+    jacobians   jacobian (jacrev), jacfwd, hessian
+    custom      custom_vjp, custom_jvp: your own derivative rules
+    taylor      derivatives(f, order): higher derivatives by Taylor mode
+    jit         trace once, compile to straight-line Python, guard
     nn          Neuron / Layer / MLP as frozen dataclasses
     optim       optimisers as pairs of pure functions (init, update)
     datasets    small data sets in pure Python (two moons)
+    viz         DOT export, drawing, formulas, explain, graph_stats
+    io          save / load pytrees: readable JSON, atomic writes, safe loading
     testing     numerical derivatives, check_grads, hypothesis strategies
 """
 
-from . import datasets, nn, optim
+from . import datasets, io, nn, optim, viz
 from .core import EscapedNodeError, Expr, Primitive, TraceGuardError, bind
+from .custom import custom_jvp, custom_vjp
 from .graph import count_nodes, reachable
+from .io import load, save
+from .jacobians import hessian, jacfwd, jacobian, jacrev
+from .jit import jit
+from .ops import abs_ as abs
 from .ops import (
     cos,
     div,
@@ -38,8 +49,8 @@ from .ops import (
     sum,
     tanh,
 )
-from .ops import abs_ as abs
-from .transforms import grad, trace, value_and_grad
+from .taylor import derivatives
+from .transforms import grad, jvp, linearize, trace, value_and_grad, vjp
 from .tree import (
     TreeDef,
     static_field,
@@ -49,16 +60,23 @@ from .tree import (
     tree_structure,
     tree_unflatten,
 )
+from .viz import GraphStats, draw, explain, formula, graph_stats, to_dot
+
+# Jupyter shows nodes as drawings when graphviz is installed; core cannot
+# import viz (imports point one way), so the hook is attached here.
+Expr._repr_svg_ = viz.repr_svg  # type: ignore[attr-defined]
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "datasets", "nn", "optim",
+    "datasets", "io", "nn", "optim", "save", "load",
+    "viz", "GraphStats", "draw", "explain", "formula", "graph_stats", "to_dot",
     "EscapedNodeError", "Expr", "Primitive", "TraceGuardError", "bind",
     "count_nodes", "reachable",
     "abs", "cos", "div", "dot", "exp", "log", "maximum", "mean", "minimum", "power",
     "relu", "sigmoid", "sin", "sqrt", "stop_gradient", "sum", "tanh",
-    "grad", "trace", "value_and_grad",
+    "grad", "trace", "value_and_grad", "vjp", "jvp", "linearize",
+    "jacobian", "jacfwd", "jacrev", "hessian", "custom_vjp", "custom_jvp", "derivatives", "jit",
     "TreeDef", "static_field", "tree_flatten", "tree_leaves", "tree_map",
     "tree_structure", "tree_unflatten",
 ]

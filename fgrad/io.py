@@ -1,0 +1,446 @@
+"""Save and load pytrees of parameters: exact, atomic, and safe to load.
+
+``save(tree, path)`` writes readable JSON; ``load(path)`` rebuilds the tree with
+the same container types and bit-identical floats (nan, inf, -0.0, subnormals,
+even a nan's sign and payload). The format, version 1::
+
+    {"format": "fgrad-tree", "version": 1, "tree": VALUE}
+    VALUE   0.5, -0.0, 5e-324         a float: its repr, always with "." or "e"
+            {"float": "nan"}          or "-nan", "inf", "-inf", "nan:0x7ff8000000000001"
+            3, true, null             an int, a bool, None
+            {"list": [VALUE, ...]}    likewise "pvector" and "tuple"
+            {"dict": [[KEY, VALUE], ...]}    likewise "pmap" (dict order kept, PMap sorted)
+            {"namedtuple": {"type": NAME, "fields": {"x": VALUE, ...}}}
+            {"dataclass": {"type": NAME, "fields": {...}, "static": {"n": KEY}}}
+    KEY     a string, int, float, bool, null, or {"tuple": [KEY, ...]}
+
+Leaves are floats (float subclasses such as numpy.float64 too), ints and bools;
+strings are only keys and static fields. ``save`` refuses anything else, and
+container subclasses, naming the tree path. ``load`` never imports, evaluates or
+unpickles: it rebuilds only dataclasses and namedtuples given to :func:`register`
+(fgrad.nn's are), bypassing their constructors as fgrad.tree does, so no code of
+theirs runs. A bad, truncated or hostile file raises :class:`LoadError`, a
+ValueError naming the file, the line and column or JSON path, and the fault.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import re
+import secrets
+import struct
+from collections import Counter
+from typing import Any, NoReturn, TypeVar
+
+from pyrsistent import CheckedType, PMap, PVector, pmap, pvector
+
+from . import nn
+from .tree import _sorted_keys  # the key order fgrad.tree flattens a PMap in
+
+__all__ = ["LoadError", "save", "load", "dumps", "loads", "register", "MAX_DEPTH", "MAX_BYTES"]
+
+FORMAT = "fgrad-tree"
+VERSION = 1
+MAX_DEPTH = 100  # nested containers: deep enough for any model, shallow enough for the stack
+MAX_BYTES = 1 << 28  # 256 MiB, some ten million floats
+_WIDTH = 100
+_QNAN, _SIGN = 0x7FF8000000000000, 1 << 63
+_SEQ_TAGS = ("list", "pvector", "tuple")
+_TREE_TAGS = ("float", *_SEQ_TAGS, "dict", "pmap", "namedtuple", "dataclass")
+_KEY_TAGS = ("float", "tuple")
+
+C = TypeVar("C", bound=type)
+
+
+class LoadError(ValueError):
+    """A file that is not a valid fgrad tree: says which file, where and what."""
+
+    def __init__(self, source: str, where: str, reason: str) -> None:
+        where = where if len(where) <= 100 else f"{where[:40]}...{where[-50:]}"  # a deep path
+        super().__init__(f"cannot load {source}: {where}: {reason}")
+        self.source, self.where, self.reason = source, where, reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.source, self.where, self.reason))
+
+
+_by_name: dict[str, type] = {}
+_name_of: dict[type, str] = {}
+
+
+def _is_namedtuple(cls: type) -> bool:
+    return issubclass(cls, tuple) and hasattr(cls, "_fields")
+
+
+def _layout(cls: type) -> tuple[list[str], list[str]]:
+    """(leaf fields, static fields) of a dataclass, in declaration order."""
+    fields = dataclasses.fields(cls)
+    return ([f.name for f in fields if not f.metadata.get("static")],
+            [f.name for f in fields if f.metadata.get("static")])
+
+
+def register(cls: C, *, name: str | None = None) -> C:
+    """Let :func:`load` rebuild a dataclass or namedtuple; usable as a decorator.
+
+    Args:
+        cls: the class; files name it, and loading looks the name up here.
+        name: the name in files, ``"module:QualName"`` by default. Register again
+            under an old name to keep old files loadable (save writes the first).
+
+    >>> from collections import namedtuple
+    >>> Point = register(namedtuple("Point", "x y"))
+    >>> loads(dumps(Point(1.0, -0.0)))
+    Point(x=1.0, y=-0.0)
+    """
+    if not isinstance(cls, type) or not (_is_namedtuple(cls) or dataclasses.is_dataclass(cls)):
+        raise TypeError(f"register: expected a dataclass or namedtuple class, got {cls!r}")
+    if getattr(cls, "__tree_leaf__", False):
+        raise TypeError(f"register: {cls.__qualname__} is a pytree leaf (__tree_leaf__), not a container")
+    name = f"{cls.__module__}:{cls.__qualname__}" if name is None else name
+    old = _by_name.get(name)
+    # The same module and qualname: the class defined anew (module reloaded, cell re-run).
+    if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ValueError(f"register: the name {name!r} is taken by {old!r}; pass another name=")
+    _by_name[name] = cls
+    _name_of.setdefault(cls, name)
+    return cls
+
+
+for _cls in (nn.Neuron, nn.Layer, nn.MLP):
+    register(_cls)
+
+
+def _float(x: float) -> Any:
+    if math.isfinite(x):
+        return x  # json writes float.__repr__, which reads back exactly
+    if not math.isnan(x):
+        return {"float": "inf" if x > 0 else "-inf"}
+    bits = int.from_bytes(struct.pack("<d", x), "little")
+    return {"float": {_QNAN: "nan", _QNAN | _SIGN: "-nan"}.get(bits, f"nan:0x{bits:016x}")}
+
+
+def _key(v: Any, what: str, path: str, depth: int) -> Any:
+    """Encode a dict key or a static field's value: scalars and tuples of them."""
+    t = type(v)
+    if v is None or t is str or t is int or t is bool:
+        return v
+    if t is float:
+        return _float(v)
+    if t is tuple and depth < MAX_DEPTH:
+        return {"tuple": [_key(e, what, f"{path}[{i}]", depth + 1) for i, e in enumerate(v)]}
+    raise TypeError(f"save: the {what} at {path or 'the root'} is {t.__name__} {_show(v)}; keys and "
+                    f"static fields must be str, int, float, bool, None or tuples of them")
+
+
+def _encode(x: Any, path: str, depth: int) -> Any:
+    t = type(x)
+    if t is float:
+        return _float(x)
+    if x is None or t is int or t is bool:
+        return x
+    at = (path if len(path) <= 100 else f"{path[:40]}...{path[-50:]}") or "the root"
+    if depth >= MAX_DEPTH:
+        raise ValueError(f"save: the tree is nested deeper than {MAX_DEPTH} levels at {at} (a cycle?)")
+    depth += 1
+    if t is list or t is tuple or (isinstance(x, PVector) and not isinstance(x, CheckedType)):
+        tag = "list" if t is list else "tuple" if t is tuple else "pvector"
+        return {tag: [_encode(v, f"{path}[{i}]", depth) for i, v in enumerate(x)]}
+    if t is dict or t is PMap:
+        return {"dict" if t is dict else "pmap": [
+            [_key(k, "dict key", f"{path}[{k!r}]", depth), _encode(x[k], f"{path}[{k!r}]", depth)]
+            for k in (x if t is dict else _sorted_keys(x))
+        ]}
+    namedtuple = isinstance(x, tuple) and _is_namedtuple(t)
+    if namedtuple or (dataclasses.is_dataclass(x) and not isinstance(x, type)
+                      and not getattr(t, "__tree_leaf__", False)):
+        name = _name_of.get(t)
+        if name is None:
+            raise TypeError(f"save: {t.__qualname__} at {at} is not registered, so it could not be "
+                            f"loaded back; decorate the class with @fgrad.io.register")
+        if namedtuple:
+            fields = {n: _encode(v, f"{path}.{n}", depth) for n, v in zip(t._fields, x, strict=True)}
+            return {"namedtuple": {"type": name, "fields": fields}}
+        kids, static = _layout(t)
+        body = {"type": name, "fields": {n: _encode(getattr(x, n), f"{path}.{n}", depth) for n in kids}}
+        if static:
+            body["static"] = {n: _key(getattr(x, n), "static field", f"{path}.{n}", depth) for n in static}
+        return {"dataclass": body}
+    if isinstance(x, (list, tuple, dict, PMap, PVector)):
+        raise TypeError(f"save: cannot save the {t.__name__} at {at}: subclasses of tuple, list, dict, "
+                        f"PMap and PVector would not load back as themselves; convert it first")
+    if isinstance(x, (float, int)):
+        return _float(float(x)) if isinstance(x, float) else bool(x) if isinstance(x, bool) else int(x)
+    raise TypeError(f"save: cannot save {t.__name__} {_show(x)} at {at}: leaves must be float, int or "
+                    f"bool (a parameter file holds numbers)")
+
+
+def _lay(obj: Any, indent: str) -> tuple[str | None, str]:
+    """(``obj`` on one line if that fits in _WIDTH, else None; ``obj`` laid out at ``indent``).
+
+    Bottom-up, so each value becomes text once. Tags and keys hug: ``["w", {"list": [``.
+    """
+    if not isinstance(obj, (list, dict)) or not obj:
+        text = repr(obj) if type(obj) is float else json.dumps(obj, allow_nan=False)
+        return text, text
+    if isinstance(obj, dict):
+        (opening, closing), items = "{}", [(json.dumps(k) + ": ", v) for k, v in obj.items()]
+    else:
+        (opening, closing), items = "[]", [("", v) for v in obj]
+    nested = [isinstance(v, (list, dict)) for _, v in items]
+    hug = len(items) == 1 if opening == "{" else (len(items) == 2 and nested == [False, True])
+    inner = indent if hug else indent + "  "
+    laid = [(head, *_lay(v, inner)) for head, v in items]
+    flat: str | None = None
+    if all(f is not None for _, f, _ in laid):
+        flat = opening + ", ".join(h + str(f) for h, f, _ in laid) + closing
+        if len(indent) + len(flat) <= _WIDTH:
+            return flat, flat
+        flat = flat if len(flat) <= _WIDTH else None
+    texts = [h + t for h, _, t in laid]
+    if hug:
+        return flat, opening + ", ".join(texts) + closing
+    if not any(nested):  # fill lines with numbers
+        lines = texts[:1]
+        for t in texts[1:]:
+            fits = len(inner) + len(lines[-1]) + len(t) + 2 <= _WIDTH
+            lines[-1:] = [f"{lines[-1]}, {t}"] if fits else [lines[-1], t]
+        texts = lines
+    return flat, opening + "\n" + ",\n".join(inner + t for t in texts) + "\n" + indent + closing
+
+
+def dumps(tree: Any) -> str:
+    """The text :func:`save` writes for ``tree``: ASCII JSON ending in a newline.
+
+    >>> print(dumps({"w": [0.5, float("nan")], "b": -0.0}), end="")
+    {
+      "format": "fgrad-tree",
+      "version": 1,
+      "tree": {"dict": [["w", {"list": [0.5, {"float": "nan"}]}], ["b", -0.0]]}
+    }
+    """
+    return _lay({"format": FORMAT, "version": VERSION, "tree": _encode(tree, "", 0)}, "")[1] + "\n"
+
+
+def save(tree: Any, path: str | os.PathLike[str]) -> None:
+    """Write a pytree of numbers to ``path`` atomically.
+
+    The text goes to a temporary file in the same directory, flushed, fsynced
+    and renamed over ``path`` (then the directory is fsynced where possible), so
+    ``path`` holds the old file or the whole new one, never a torn one. On any
+    error the temporary file is removed. Permissions follow the umask.
+
+    Args:
+        tree: a pytree of float, int and bool leaves (see the module doc).
+        path: the file to write.
+
+    Raises:
+        TypeError: naming the tree path of what cannot be saved.
+
+    >>> import os, tempfile
+    >>> from pyrsistent import pmap
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     save(pmap({"w": (1.5, float("-inf"))}), os.path.join(d, "params.json"))
+    ...     load(os.path.join(d, "params.json"))
+    pmap({'w': (1.5, -inf)})
+    """
+    target = os.path.abspath(os.fsdecode(path))
+    data = dumps(tree).encode("ascii")  # first: a tree that cannot be saved leaves no trace
+    directory, base = os.path.split(target)
+    tmp = os.path.join(directory, f".{base}.{secrets.token_hex(8)}.tmp")
+    # Not tempfile.mkstemp: its files are 0o600, this one gets 0o666 less the umask.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with open(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # not every system can open or fsync a directory
+        dir_fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def load(path: str | os.PathLike[str], *, max_bytes: int | None = MAX_BYTES,
+         max_depth: int = MAX_DEPTH) -> Any:
+    """Read a pytree written by :func:`save`.
+
+    Args:
+        path: the file.
+        max_bytes: refuse a larger file (None: no limit, for files you trust).
+        max_depth: refuse containers nested deeper than this.
+
+    Returns:
+        The tree, with its container types and the exact bits of its floats.
+
+    Raises:
+        LoadError: not a valid fgrad tree file (it says where and why).
+    """
+    source = os.fsdecode(path)
+    with open(source, "rb") as f:
+        data = f.read() if max_bytes is None else f.read(max_bytes + 1)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise LoadError(source, "the whole file", f"larger than max_bytes={max_bytes}; pass a larger "
+                        f"max_bytes (or None) for a big file you trust")
+    return loads(data, max_depth=max_depth, source=source)
+
+
+def loads(data: str | bytes, *, max_depth: int = MAX_DEPTH, source: str = "<string>") -> Any:
+    """Read a pytree from the text of a file (``source`` names it in errors).
+
+    >>> loads('{"format": "fgrad-tree", "version": 1, "tree": {"tuple": [1.0, {"float": "-inf"}]}}')
+    (1.0, -inf)
+    >>> loads('{"format": "fgrad-tree", "version": 1, "tree": {"list": [1.0, ', source="p.json")
+    Traceback (most recent call last):
+    fgrad.io.LoadError: cannot load p.json: line 1, column 63: not valid JSON: ...
+    """
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            line = e.object.count(b"\n", 0, e.start) + 1
+            raise LoadError(source, f"line {line}, byte {e.start}", f"not UTF-8 ({e.reason})") from None
+    if not data.strip():
+        raise LoadError(source, "line 1", "the file is empty (truncated?)")
+    return _Reader(source, max_depth).document(data)
+
+
+def _show(x: Any) -> str:
+    """A short description of a value for an error message, whatever its size."""
+    big = isinstance(x, (list, dict)) and len(x) > 5
+    text = f"a JSON {'array' if isinstance(x, list) else 'object'} of {len(x)} items" if big else repr(x)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _Reader:
+    """Checks a parsed document node by node and builds the tree it describes."""
+
+    def __init__(self, source: str, max_depth: int) -> None:
+        self.source, self.max_depth = source, max_depth
+
+    def fail(self, where: str, reason: str) -> NoReturn:
+        raise LoadError(self.source, where, reason)
+
+    def document(self, text: str) -> Any:
+        try:
+            doc = json.loads(text, object_pairs_hook=self.pairs, parse_float=self.number,
+                             parse_constant=self.constant)
+        except LoadError:
+            raise
+        except json.JSONDecodeError as e:
+            end = " (the text ends early: truncated?)" if e.pos >= len(text.rstrip()) else ""
+            self.fail(f"line {e.lineno}, column {e.colno}", f"not valid JSON: {e.msg}{end}")
+        except (RecursionError, ValueError) as e:  # too deep; an int of over 4300 digits
+            self.fail("while parsing", f"not valid JSON: {_show(str(e))}")
+        if type(doc) is not dict or doc.get("format") != FORMAT:
+            self.fail("at $.format", f'not an fgrad tree file (expected {{"format": "{FORMAT}", ...}})')
+        version = doc.get("version")
+        if type(version) is not int or version != VERSION:
+            newer = type(version) is int and version > VERSION
+            self.fail("at $.version", f"version {_show(version)} is not supported, only {VERSION}"
+                      + (" (written by a newer fgrad: upgrade)" if newer else ""))
+        if doc.keys() != {"format", "version", "tree"}:
+            self.fail("at $", f'expected the keys "format", "version" and "tree", got {_show(list(doc))}')
+        try:
+            return self.value(doc["tree"], "$.tree", 0, False)
+        except RecursionError:
+            self.fail("at $.tree", f"nested too deeply for the stack; lower max_depth={self.max_depth}")
+
+    def pairs(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out = dict(pairs)
+        if len(out) != len(pairs):
+            twice = next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
+            self.fail("while parsing", f"a JSON object has the key {_show(twice)} twice")
+        return out
+
+    def number(self, text: str) -> float:
+        x = float(text)
+        if not math.isfinite(x):
+            self.fail("while parsing", f'{_show(text)} overflows a float; write {{"float": "inf"}}')
+        return x
+
+    def constant(self, text: str) -> NoReturn:
+        self.fail("while parsing", f'{text} is not JSON; write {{"float": "nan"}}, "inf" or "-inf"')
+
+    def value(self, obj: Any, where: str, depth: int, key: bool) -> Any:
+        """Decode ``obj`` found at ``where``: a tree node, or a key/static value if ``key``."""
+        t = type(obj)
+        if obj is None or t is float or t is int or t is bool or (t is str and key):
+            return obj
+        if t is not dict or len(obj) != 1:
+            self.fail(f"at {where}", f'expected a number, null or a tagged object like {{"list": [...]}}, '
+                      f"got {_show(obj)}" + ("; strings are only keys and static fields" if t is str else ""))
+        [(tag, body)] = obj.items()
+        tags = _KEY_TAGS if key else _TREE_TAGS
+        if tag not in tags:
+            self.fail(f"at {where}", f"the tag {_show(tag)} is not one of {', '.join(tags)}")
+        where = f"{where}.{tag}"
+        if tag == "float":
+            return self.special_float(body, where)
+        if depth >= self.max_depth:
+            self.fail(f"at {where}", f"containers nested deeper than max_depth={self.max_depth}")
+        depth += 1
+        if tag != "namedtuple" and tag != "dataclass" and type(body) is not list:
+            self.fail(f"at {where}", f"expected a JSON array, got {_show(body)}")
+        if tag in ("dict", "pmap"):
+            out: dict[Any, Any] = {}
+            for i, pair in enumerate(body):
+                if type(pair) is not list or len(pair) != 2:
+                    self.fail(f"at {where}[{i}]", f"expected a [key, value] pair, got {_show(pair)}")
+                k = self.value(pair[0], f"{where}[{i}][0]", depth, True)
+                if k in out:
+                    self.fail(f"at {where}[{i}][0]", f"the key {_show(k)} appears twice")
+                out[k] = self.value(pair[1], f"{where}[{i}][1]", depth, False)
+            return out if tag == "dict" else pmap(out)
+        if tag in _SEQ_TAGS:
+            items = [self.value(v, f"{where}[{i}]", depth, key) for i, v in enumerate(body)]
+            return items if tag == "list" else tuple(items) if tag == "tuple" else pvector(items)
+        return self.record(tag, body, where, depth)
+
+    def special_float(self, body: Any, where: str) -> float:
+        if body in ("nan", "-nan", "inf", "-inf"):
+            return -math.nan if body == "-nan" else float(body)
+        if type(body) is str and re.fullmatch("nan:0x[0-9a-f]{16}", body):
+            x: float = struct.unpack("<d", int(body[6:], 16).to_bytes(8, "little"))[0]
+            if math.isnan(x):
+                return x
+        self.fail(f"at {where}", f'expected "nan", "-nan", "inf", "-inf" or "nan:0x" and the 16 hex '
+                  f"digits of a nan, got {_show(body)}")
+
+    def record(self, tag: str, body: Any, where: str, depth: int) -> Any:
+        allowed = {"type", "fields", "static"} if tag == "dataclass" else {"type", "fields"}
+        if type(body) is not dict or not {"type", "fields"} <= body.keys() <= allowed:
+            self.fail(f"at {where}", f'expected {{"type": ..., "fields": {{...}}}}, got {_show(body)}')
+        name = body["type"]
+        cls = _by_name.get(name) if type(name) is str else None
+        if cls is None:
+            self.fail(f"at {where}.type", f"the type {_show(name)} is not registered; call "
+                      f"fgrad.io.register(<that class>) before loading (load never imports modules)")
+        if (tag == "namedtuple") != _is_namedtuple(cls):
+            self.fail(f"at {where}.type", f"{name} is registered, but is not a {tag}")
+        if tag == "namedtuple":
+            names = list(getattr(cls, "_fields"))  # noqa: B009 (mypy knows cls only as a type)
+            return tuple.__new__(cls, self.fields(body["fields"], names, f"{where}.fields", depth, False))
+        leaf_names, static_names = _layout(cls)
+        kids = self.fields(body["fields"], leaf_names, f"{where}.fields", depth, False)
+        statics = self.fields(body.get("static", {}), static_names, f"{where}.static", depth, True)
+        obj: Any = object.__new__(cls)
+        for n, v in [*zip(leaf_names, kids, strict=True), *zip(static_names, statics, strict=True)]:
+            object.__setattr__(obj, n, v)
+        return obj
+
+    def fields(self, body: Any, names: list[str], where: str, depth: int, key: bool) -> list[Any]:
+        if type(body) is not dict or body.keys() != set(names):
+            self.fail(f"at {where}", f"expected the fields {_show(names)} of the registered class, "
+                      f"got {_show(list(body) if type(body) is dict else body)}")
+        return [self.value(body[n], f"{where}.{n}", depth, key) for n in names]
