@@ -8,6 +8,8 @@ learning rate 1 - 0.9 k / 100) in:
                          and run after it (the fair baseline)
     fgrad-binary         fgrad, the loss written with plain binary ops
     fgrad-fused          fgrad with fg.dot neurons and n-ary sums
+    fgrad-jit-*          fg.jit(fg.value_and_grad(loss)) in each style (the
+                         data static; trace and compile timed separately)
 
 All systems start from micrograd's initial weights on the same data; their
 loss trajectories must agree to 1e-9 before any time is reported. Systems
@@ -116,6 +118,32 @@ def fgrad_trainer(style: str) -> Callable[[MLP, Sequence[Any], Sequence[float], 
     return run  # type: ignore[return-value]
 
 
+def fgrad_jit_trainer(style: str) -> Callable[..., tuple[MLP, list[float]]]:
+    """fg.jit(fg.value_and_grad(loss)) with the data static; the optimiser
+    runs eagerly on the returned pytrees."""
+    opt = optim.sgd(learning_rate(SCHEDULE_STEPS))
+
+    def data_loss(model: MLP, xs: Any, ys: Any) -> Any:
+        return loss(model, xs, ys)[0]  # the accuracy compares values: keep it out of jit
+
+    step = fg.jit(fg.value_and_grad(data_loss), static_argnums=(1, 2))
+
+    def run(model: MLP, xs: Sequence[Any], ys: Sequence[float], steps: int) -> tuple[MLP, list[float]]:
+        model = model.with_style(style)
+        xs, ys = tuple(map(tuple, xs)), tuple(ys)
+        state = opt.init(model)
+        losses = []
+        for _ in range(steps):
+            value, grads = step(model, xs, ys)
+            updates, state = opt.update(grads, state, model)
+            model = optim.apply_updates(model, updates)
+            losses.append(value)
+        return model, losses
+
+    run.step = step  # type: ignore[attr-defined]
+    return run
+
+
 def fgrad_model_from(mg_model: Any, style: str) -> MLP:
     """An fgrad MLP holding micrograd's initial weights (same flatten order)."""
     template = MLP.init([2, 16, 16, 1], seed=0, style=style)
@@ -125,7 +153,9 @@ def fgrad_model_from(mg_model: Any, style: str) -> MLP:
 # The benchmark -----------------------------------------------------------------
 
 
-def run_system(name: str, seed: int, xs: Sequence[Any], ys: Sequence[float], steps: int) -> tuple[float, list[float]]:
+def run_system(
+    name: str, seed: int, xs: Sequence[Any], ys: Sequence[float], steps: int
+) -> tuple[float, list[float]]:
     """Train ``steps`` steps from the initial weights; (seconds, losses)."""
     mg = micrograd_model(seed)
     if name.startswith("micrograd"):
@@ -140,18 +170,37 @@ def run_system(name: str, seed: int, xs: Sequence[Any], ys: Sequence[float], ste
                 gc.enable()
                 gc.collect()
         return time.perf_counter() - start, losses
-    style = name.split("-", 1)[1]
+    style = name.rsplit("-", 1)[1]
     model = fgrad_model_from(mg, style)
-    run = fgrad_trainer(style)
+    run = fgrad_jit_trainer(style) if "-jit-" in name else fgrad_trainer(style)
+    if "-jit-" in name:
+        # Compile once before the clock starts (reported separately).
+        run(model, xs, ys, 1)
+        start = time.perf_counter()
+        _, losses = run(model, xs, ys, steps)
+        return time.perf_counter() - start, losses
     start = time.perf_counter()
     _, losses = run(model, xs, ys, steps)
     return time.perf_counter() - start, losses
 
 
-SYSTEMS = ("micrograd", "micrograd-gc-paused", "fgrad-binary", "fgrad-fused")
+SYSTEMS = (
+    "micrograd", "micrograd-gc-paused", "fgrad-binary", "fgrad-fused", "fgrad-jit-binary", "fgrad-jit-fused",
+)
 
 
-def check_agreement(seed: int, xs: Sequence[Any], ys: Sequence[float], steps: int, tol: float = 1e-9) -> dict[str, float]:
+def compile_seconds(style: str, seed: int, xs: Sequence[Any], ys: Sequence[float]) -> float:
+    """Time of the first jitted call: trace plus compile."""
+    run = fgrad_jit_trainer(style)
+    model = fgrad_model_from(micrograd_model(seed), style)
+    start = time.perf_counter()
+    run(model, xs, ys, 1)
+    return time.perf_counter() - start
+
+
+def check_agreement(
+    seed: int, xs: Sequence[Any], ys: Sequence[float], steps: int, tol: float = 1e-9
+) -> dict[str, float]:
     """Largest |loss - micrograd's loss| per system over ``steps`` steps."""
     reference = run_system("micrograd", seed, xs, ys, steps)[1]
     worst = {}
@@ -192,6 +241,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     nodes["micrograd-gc-paused"] = nodes["micrograd"]
     for style in ("binary", "fused"):
         nodes[f"fgrad-{style}"] = nodes_per_step(fgrad_model_from(mg0, style), xs, ys)
+        nodes[f"fgrad-jit-{style}"] = nodes[f"fgrad-{style}"]
+    compile_s = {f"fgrad-jit-{s}": compile_seconds(s, args.seed, xs, ys) for s in ("binary", "fused")}
 
     median = {n: statistics.median(t) for n, t in times.items()}
     rows = []
@@ -203,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "x_vs_gc_paused": median["micrograd-gc-paused"] / median[name],
             "nodes_per_step": nodes[name],
             "max_loss_diff": agreement.get(name, 0.0),
+            "trace_compile_s": compile_s.get(name),
             "runs_ms": [1000 * t for t in times[name]],
         })
     result = {
@@ -229,13 +281,14 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"moons MLP, {result['examples']} examples, median of {result['repeats']} alternating runs of "
         f"{result['steps']} steps, Python {result['python']}, {result['machine']}",
         "",
-        "| system | ms / step | x vs micrograd | x vs gc-paused | nodes / step |",
-        "|---|---:|---:|---:|---:|",
+        "| system | ms / step | x vs micrograd | x vs gc-paused | nodes / step | trace + compile |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for r in result["rows"]:
+        compile_s = f"{r['trace_compile_s']:.2f} s" if r.get("trace_compile_s") is not None else ""
         lines.append(
-            f"| {r['system']} | {r['ms_per_step']:.1f} | {r['x_vs_micrograd']:.1f} | "
-            f"{r['x_vs_gc_paused']:.1f} | {r['nodes_per_step']:,} |"
+            f"| {r['system']} | {r['ms_per_step']:.2f} | {r['x_vs_micrograd']:.1f} | "
+            f"{r['x_vs_gc_paused']:.1f} | {r['nodes_per_step']:,} | {compile_s} |"
         )
     return "\n".join(lines)
 

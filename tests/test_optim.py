@@ -91,7 +91,9 @@ def test_adam_steps_match_optax_bias_corrected_formula() -> None:
 @given(st.floats(-1e6, 1e6).filter(lambda g: abs(g) > 1e-3))
 def test_adam_first_step_is_about_minus_learning_rate_times_sign(g: float) -> None:
     updates, _ = adam(0.5).update([g], adam(0.5).init([0.0]))
-    assert updates[0] == approx(-0.5 * math.copysign(1.0, g), rel=1e-6)
+    # Exactly -lr * g / (|g| + eps): within eps / |g| <= 1e-5 of -lr * sign(g).
+    assert updates[0] == approx(-0.5 * g / (abs(g) + 1e-8), rel=1e-12)
+    assert updates[0] == approx(-0.5 * math.copysign(1.0, g), rel=1e-8 / abs(g) + 1e-12)
 
 
 # ----------------------------------------------------------------- schedules

@@ -1,0 +1,309 @@
+"""User mistakes raise clear errors: what happened, where, and what to do."""
+
+from __future__ import annotations
+
+import re
+from collections import namedtuple
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from pyrsistent import pmap, pvector
+
+import fgrad as fg
+
+Point = namedtuple("Point", ["x", "y"])
+
+
+@dataclass(frozen=True)
+class Layer:
+    w: Any
+    b: Any
+
+
+# Non-scalar outputs -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "out, shown",
+    [
+        ([1.0, 2.0, 3.0], "list of 3"),
+        ((1.0, 2.0), "tuple of 2"),
+        ({"a": 1.0}, "dict of 1"),
+        (pvector([1.0, 2.0]), "PVector of 2"),
+        (pmap({"a": 1.0}), "PMap of 1"),
+        (None, "NoneType"),
+        ("text", "str"),
+        (True, "bool"),
+        (1j, "complex"),
+    ],
+    ids=["list", "tuple", "dict", "PVector", "PMap", "None", "str", "bool", "complex"],
+)
+def test_grad_of_a_non_scalar_output_says_scalar_and_suggests_fg_sum(out: Any, shown: str) -> None:
+    with pytest.raises(TypeError, match=rf"scalar.*{shown}.*fg\.sum"):
+        fg.grad(lambda x: out)(1.0)
+    with pytest.raises(TypeError, match="scalar"):
+        fg.value_and_grad(lambda x: out)(1.0)
+
+
+def test_non_scalar_output_of_nodes_is_refused_too() -> None:
+    with pytest.raises(TypeError, match=r"scalar.*list of 2.*fg\.sum"):
+        fg.grad(lambda x: [x, x * 2.0])(1.0)
+
+
+def test_the_fix_suggested_for_a_non_scalar_output_exists() -> None:
+    with pytest.raises(TypeError) as info:
+        fg.grad(lambda x: [x, x])(1.0)
+    suggested = re.findall(r"\bfg\.(\w+)", str(info.value))
+    assert suggested, "the message should name the fgrad function to use"
+    missing = [name for name in suggested if not hasattr(fg, name)]
+    assert not missing, f"the error message suggests fg.{missing[0]}, which fgrad does not have"
+
+
+# Bad leaves in differentiated arguments --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "leaf, kind",
+    [("text", "str"), (1j, "complex"), (True, "bool"), (object(), "object"), (b"x", "bytes")],
+    ids=["str", "complex", "bool", "object", "bytes"],
+)
+def test_a_non_real_leaf_names_the_argument_path_and_the_type(leaf: Any, kind: str) -> None:
+    with pytest.raises(TypeError, match=rf"argument 0\['w'\].*{kind}.*not a real number"):
+        fg.grad(lambda p: p["b"])({"w": leaf, "b": 1.0})
+
+
+def test_a_bool_leaf_error_says_to_use_a_float() -> None:
+    with pytest.raises(TypeError, match="use a float"):
+        fg.grad(lambda x: 1.0)(False)
+
+
+def test_a_bad_leaf_of_a_non_scalar_leaf_suggests_making_it_a_constant() -> None:
+    with pytest.raises(TypeError, match="argnums"):
+        fg.grad(lambda p: 1.0)({"name": "mlp"})
+
+
+@pytest.mark.parametrize(
+    "call, where",
+    [
+        (lambda: fg.grad(lambda a: 1.0)("text"), r"argument 0 "),
+        (lambda: fg.grad(lambda a, b: 1.0, argnums=1)(1.0, [1.0, "s"]), r"argument 1\[1\]"),
+        (
+            lambda: fg.grad(lambda a, b: 1.0, argnums=(0, 1))(1.0, Point(1.0, {"q": None, "r": "s"})),
+            r"argument 1\.y\['r'\]",
+        ),
+        (lambda: fg.grad(lambda a: 1.0)(Layer(1.0, [2.0, "s"])), r"argument 0\.b\[1\]"),
+        (lambda: fg.grad(lambda a, b: 1.0, argnums=(1,))(1.0, pmap({"k": ["s"]})), r"argument 1\['k'\]\[0\]"),
+        (lambda: fg.value_and_grad(lambda a, b: 1.0, argnums=-1)(1.0, ("s",)), r"argument 1\[0\]"),
+    ],
+    ids=["bare", "list", "namedtuple+dict", "dataclass", "PMap+list", "negative argnums"],
+)
+def test_a_bad_leaf_is_located_by_its_full_path(call: Any, where: str) -> None:
+    with pytest.raises(TypeError, match=where):
+        call()
+
+
+def test_non_differentiated_arguments_may_hold_anything() -> None:
+    assert fg.grad(lambda w, meta: w * 2.0)(1.0, {"name": "x", "obj": object()}) == 2.0
+
+
+# argnums -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argnums", [2, -3, (0, 2), (5,)])
+def test_argnums_out_of_range(argnums: Any) -> None:
+    with pytest.raises(ValueError, match=r"argnums.*2 positional argument"):
+        fg.grad(lambda a, b: a * b, argnums=argnums)(1.0, 2.0)
+
+
+def test_argnums_with_no_positional_arguments() -> None:
+    with pytest.raises(ValueError, match="0 positional argument"):
+        fg.grad(lambda: 1.0)()
+
+
+@pytest.mark.parametrize("argnums", ["0", 1.0, None, True, (0, "1"), (0, 1.0), (False,)])
+def test_argnums_of_a_bad_type(argnums: Any) -> None:
+    with pytest.raises(TypeError, match="argnums must be an int or a tuple of ints"):
+        fg.grad(lambda a, b: a * b, argnums=argnums)(1.0, 2.0)
+
+
+def test_argnums_empty_or_repeated() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        fg.grad(lambda a: a, argnums=())(1.0)
+    with pytest.raises(ValueError, match="twice"):
+        fg.grad(lambda a: a, argnums=(0, 0))(1.0)
+    with pytest.raises(ValueError, match="twice"):
+        fg.grad(lambda a: a, argnums=(0, -1))(1.0)
+
+
+# has_aux -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "result, shown",
+    [
+        (lambda x: x, "Expr"),
+        (lambda x: 1.0, "float"),
+        (lambda x: (x, 1.0, 2.0), "tuple of length 3"),
+        (lambda x: (x,), "tuple of length 1"),
+        (lambda x: None, "NoneType"),
+    ],
+    ids=["node", "float", "triple", "single", "None"],
+)
+def test_has_aux_function_not_returning_a_pair(result: Any, shown: str) -> None:
+    with pytest.raises(TypeError, match=rf"has_aux=True.*pair.*{shown}"):
+        fg.grad(result, has_aux=True)(1.0)
+    with pytest.raises(TypeError, match="pair"):
+        fg.value_and_grad(result, has_aux=True)(1.0)
+
+
+def test_has_aux_with_a_non_scalar_main_output() -> None:
+    with pytest.raises(TypeError, match="scalar"):
+        fg.grad(lambda x: ([x], 1.0), has_aux=True)(1.0)
+
+
+# Escaped nodes -------------------------------------------------------------------------------------
+
+
+def _escaped_node() -> Any:
+    saved = []
+
+    def f(x: Any) -> Any:
+        saved.append(x * 2.0)
+        return x
+
+    fg.grad(f)(1.0)
+    return saved[0]
+
+
+@pytest.mark.parametrize(
+    "use",
+    [
+        lambda n: n + 1.0,
+        lambda n: 1.0 + n,
+        lambda n: n * n,
+        lambda n: n - 1,
+        lambda n: 1 / n,
+        lambda n: n**2,
+        lambda n: 2.0**n,
+        lambda n: -n,
+        lambda n: abs(n),
+        lambda n: fg.exp(n),
+        lambda n: fg.maximum(n, 0.0),
+        lambda n: fg.sum([1.0, n]),
+        lambda n: fg.dot([n], [1.0], bias=0.0),
+        lambda n: fg.grad(lambda y: n * y)(1.0),
+        lambda n: fg.grad(lambda y: y * n)(1.0),
+        lambda n: fg.grad(lambda y: fg.sum([y, n]))(1.0),
+    ],
+    ids=[
+        "add",
+        "radd",
+        "mul",
+        "sub",
+        "rdiv",
+        "pow",
+        "rpow",
+        "neg",
+        "abs",
+        "exp",
+        "maximum",
+        "sum",
+        "dot",
+        "in a later grad (left)",
+        "in a later grad (right)",
+        "in a later grad (sum)",
+    ],
+)
+def test_a_node_used_after_its_transform_returned_raises_escaped_node_error(use: Any) -> None:
+    node = _escaped_node()
+    with pytest.raises(fg.EscapedNodeError, match=r"used after grad returned.*has_aux"):
+        use(node)
+
+
+def test_a_node_escaping_an_inner_grad_into_the_outer_one_raises() -> None:
+    saved = []
+
+    def outer(x: Any) -> Any:
+        fg.grad(lambda y: saved.append(y * x) or y)(1.0)
+        return x * saved[0]
+
+    with pytest.raises(fg.EscapedNodeError, match="level 2"):
+        fg.grad(outer)(2.0)
+
+
+def test_nodes_returned_by_trace_cannot_be_computed_with() -> None:
+    out = fg.trace(lambda x: x * 2.0)(1.0)
+    with pytest.raises(fg.EscapedNodeError, match="trace"):
+        out + 1.0
+
+
+def test_a_node_of_a_closed_trace_passed_as_an_input_raises() -> None:
+    node = _escaped_node()
+    with pytest.raises(fg.EscapedNodeError):
+        fg.grad(lambda x: x * 2.0)(node)
+
+
+def test_returning_a_node_of_a_closed_trace_raises_instead_of_giving_a_zero_gradient() -> None:
+    node = _escaped_node()
+    with pytest.raises(fg.EscapedNodeError):
+        fg.value_and_grad(lambda x: node)(1.0)
+    # the nodes fg.trace returns are closed too: d/dx (y * x) at y = 1 is 1, not 0
+    with pytest.raises(fg.EscapedNodeError):
+        fg.grad(lambda x: fg.trace(lambda y: y * x)(1.0))(2.0)
+
+
+def test_returning_a_node_of_a_closed_trace_as_aux_raises() -> None:
+    node = _escaped_node()
+    with pytest.raises(fg.EscapedNodeError):
+        fg.grad(lambda x: (x * x, {"kept": node}), has_aux=True)(1.0)
+
+
+def test_escaped_node_error_is_a_value_error_and_float_still_works() -> None:
+    assert issubclass(fg.EscapedNodeError, ValueError)
+    node = _escaped_node()
+    assert float(node) == 2.0  # the suggested way out works
+
+
+# Primitives with broken rules ------------------------------------------------------------------
+
+
+def test_a_vjp_returning_too_many_cotangents_raises_a_clear_error() -> None:
+    bad = fg.Primitive("bad", impl=lambda x: x, vjp=lambda g, out, x: (g, g))
+    with pytest.raises(TypeError, match=r"vjp rule of primitive 'bad' returned a tuple of 2.*1 input"):
+        fg.grad(bad)(1.0)
+
+
+def test_a_vjp_returning_too_few_cotangents_raises_a_clear_error() -> None:
+    bad = fg.Primitive("bad2", impl=lambda x, y: x * y, vjp=lambda g, out, x, y: (g * y,))
+    with pytest.raises(TypeError, match=r"'bad2' returned a tuple of 1.*2 input.*one cotangent"):
+        fg.grad(lambda x: bad(x, 3.0))(1.0)
+
+
+@pytest.mark.parametrize("returned", [lambda g: g, lambda g: [g]], ids=["bare value", "list"])
+def test_a_vjp_not_returning_a_tuple_raises_a_clear_error(returned: Any) -> None:
+    bad = fg.Primitive("bad3", impl=lambda x: x, vjp=lambda g, out, x: returned(g))
+    with pytest.raises(TypeError, match=r"'bad3'.*return a tuple"):
+        fg.grad(bad)(1.0)
+
+
+def test_a_primitive_without_a_vjp_cannot_be_differentiated() -> None:
+    plain = fg.Primitive("plain", impl=lambda x: 2.0 * x)
+    assert plain(1.5) == 3.0
+    with pytest.raises(TypeError, match=r"'plain' has no vjp rule"):
+        fg.grad(plain)(1.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"name": "", "impl": abs}, "name must be a non-empty string"),
+        ({"name": 3, "impl": abs}, "name must be a non-empty string"),
+        ({"name": "p", "impl": 3}, "impl must be callable"),
+        ({"name": "p", "impl": abs, "vjp": "no"}, "vjp must be callable"),
+        ({"name": "p", "impl": abs, "jvp": 1.0}, "jvp must be callable"),
+    ],
+)
+def test_primitive_declaration_is_checked(kwargs: Any, match: str) -> None:
+    with pytest.raises(TypeError, match=match):
+        fg.Primitive(**kwargs)
