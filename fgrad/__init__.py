@@ -19,6 +19,7 @@ Module map:
     optim       optimisers as pairs of pure functions (init, update)
     datasets    small data sets in pure Python (two moons)
     viz         DOT export, drawing, formulas, explain, graph_stats
+    debug       debug_nans: raise at the first nan
     io          save / load pytrees: readable JSON, atomic writes, safe loading
     testing     numerical derivatives, check_grads, hypothesis strategies
 """
@@ -26,6 +27,7 @@ Module map:
 from . import datasets, io, nn, optim, viz
 from .core import EscapedNodeError, Expr, Primitive, TraceGuardError, bind
 from .custom import custom_jvp, custom_vjp
+from .debug import NanError, debug_nans, set_debug_nans
 from .graph import count_nodes, reachable
 from .io import load, save
 from .jacobians import hessian, jacfwd, jacobian, jacrev
@@ -71,7 +73,8 @@ __version__ = "0.1.0"
 __all__ = [
     "datasets", "io", "nn", "optim", "save", "load",
     "viz", "GraphStats", "draw", "explain", "formula", "graph_stats", "to_dot",
-    "EscapedNodeError", "Expr", "Primitive", "TraceGuardError", "bind",
+    "EscapedNodeError", "Expr", "NanError", "Primitive", "TraceGuardError", "bind",
+    "debug_nans", "set_debug_nans",
     "count_nodes", "reachable",
     "abs", "cos", "div", "dot", "exp", "log", "maximum", "mean", "minimum", "power",
     "relu", "sigmoid", "sin", "sqrt", "stop_gradient", "sum", "tanh",

@@ -20,16 +20,16 @@ from typing import Any
 from . import arith
 from .core import Expr, Primitive, Trace
 
-__all__ = ["GuardFailed", "GUARD_FAILED", "compile_trace"]
+__all__ = ["GuardFailed", "compile_trace"]
 
 _INLINE = {arith.add: "+", arith.sub: "-", arith.mul: "*"}
 
 
 class GuardFailed(Exception):
-    """A guard of a compiled path did not hold for these arguments."""
+    """A guard of a compiled path did not hold for these arguments.
 
-
-GUARD_FAILED = GuardFailed()
+    Raised as the class, a new instance each time: re-raising one shared
+    instance would grow its traceback with every failure (a leak)."""
 
 
 _NONE = object()
@@ -42,7 +42,7 @@ class _Emitter:
         self.consts: list[Any] = []
         self.funcs: dict[int, str] = {}
         self.namespace: dict[str, Any] = {
-            "NAN": math.nan, "INF": math.inf, "GUARD": GUARD_FAILED, "DIV": arith._div_impl,
+            "NAN": math.nan, "INF": math.inf, "GUARD": GuardFailed, "DIV": arith._div_impl,
             "DOT": _dot, "SUM": builtins.sum,
         }
 
@@ -289,7 +289,7 @@ def _table(
 def _guard(check: Callable[[Any, Any], bool], expected: bool) -> Callable[[Any, Any], Any]:
     def guard(a: Any, b: Any) -> Any:
         if check(a, b) is not expected:
-            raise GUARD_FAILED
+            raise GuardFailed
         return None
 
     return guard

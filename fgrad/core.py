@@ -264,7 +264,10 @@ class Primitive:
                 tape = t.tape
                 if t.level == 1 and tape is not None:
                     node = _new(Expr)
-                    _set_value(node, self.impl(x.value))
+                    value = self.impl(x.value)
+                    if DEBUG_NANS and value != value:
+                        nan_found(self, (x,), "")
+                    _set_value(node, value)
                     _set_prim(node, self)
                     _set_args(node, args)
                     _set_trace(node, t)
@@ -289,14 +292,20 @@ def bind(prim: Primitive, *args: Any) -> Any:
                 elif t.level == top.level:
                     raise _mixed(t, top)
     if top is None:
-        return prim.impl(*args)
+        value = prim.impl(*args)
+        if DEBUG_NANS and value != value:
+            nan_found(prim, args, "")
+        return value
     if not top.live:
         raise _escaped(top)
     if top.level == 1:
         # The outermost trace: every node argument is one of its own and all
         # values are plain numbers, so skip the recursion.
         values = [a.value if type(a) is Expr else a for a in args]
-        return make_node(top, prim.impl(*values), prim, args)
+        value = prim.impl(*values)
+        if DEBUG_NANS and value != value:
+            nan_found(prim, args, "")
+        return make_node(top, value, prim, args)
     values = [a.value if type(a) is Expr and a.trace is top else a for a in args]
     return make_node(top, bind(prim, *values), prim, args)
 
@@ -338,11 +347,14 @@ def _binop(prim: Primitive, reflected: bool) -> Callable[[Any, Any], Any]:
             return bind(prim, other, self) if reflected else bind(prim, self, other)
         node = _new(Expr)
         if reflected:
-            _set_value(node, impl(vo, vs))
+            value = impl(vo, vs)
             _set_args(node, (other, self))
         else:
-            _set_value(node, impl(vs, vo))
+            value = impl(vs, vo)
             _set_args(node, (self, other))
+        if DEBUG_NANS and value != value:
+            nan_found(prim, node.args, "")
+        _set_value(node, value)
         _set_prim(node, prim)
         _set_trace(node, t)
         _set_seq(node, len(tape))
@@ -412,3 +424,16 @@ def concrete(x: Any, what: str = "the value") -> Any:
             )
         node = node.value
     return node
+
+
+# NaN debugging: the switch is read here on every operation; fgrad.debug holds
+# the API and the report, installed as ``nan_found`` when fgrad is imported.
+
+DEBUG_NANS = False
+
+
+def _no_report(prim: Primitive, inputs: tuple[Any, ...], where: str) -> None:
+    return None
+
+
+nan_found: Callable[[Primitive, tuple[Any, ...], str], None] = _no_report

@@ -106,7 +106,9 @@ def _show(out: TextIO, k: int, steps: int, value: float, acc: float) -> None:
         out.write(line + "\n")
 
 
-def ascii_boundary(model: MLP, xs: Sequence[Example], ys: Sequence[float], width: int = 64, height: int = 24) -> str:
+def ascii_boundary(
+    model: MLP, xs: Sequence[Example], ys: Sequence[float], width: int = 64, height: int = 24
+) -> str:
     """The decision regions as characters, with the data drawn on top."""
     x0s, x1s = [x[0] for x in xs], [x[1] for x in xs]
     lo0, hi0 = min(x0s) - 0.25, max(x0s) + 0.25

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from . import core
 from .arith import dot_p, sum_p
 from .core import Expr, Trace, bind
 from .tree import tree_leaves
@@ -77,6 +78,8 @@ def backward(
             pair = rule(g, node.value, a.value if a_in else a, b.value if b_in else b)
             if type(pair) is not tuple or len(pair) != 2:
                 raise _bad_rule(prim.name, pair, 2)
+            if core.DEBUG_NANS:
+                _check_rule(prim, pair, (g, node.value, a, b))
             ca, cb = pair
             if a_in and ca is not None:
                 _add(cts, a.seq, ca)
@@ -90,6 +93,8 @@ def backward(
             one = rule(g, node.value, a.value)
             if type(one) is not tuple or len(one) != 1:
                 raise _bad_rule(prim.name, one, 1)
+            if core.DEBUG_NANS:
+                _check_rule(prim, one, (g, node.value, a))
             if one[0] is not None:
                 _add(cts, a.seq, one[0])
             continue
@@ -97,6 +102,8 @@ def backward(
         many = rule(g, node.value, *xs)
         if type(many) is not tuple or len(many) != n:
             raise _bad_rule(prim.name, many, n)
+        if core.DEBUG_NANS:
+            _check_rule(prim, many, (g, node.value, *xs))
         for k in range(n):
             c = many[k]
             if c is not None:
@@ -111,6 +118,14 @@ def backward(
                     else:
                         cts[j] = [old, c]
     return cts
+
+
+def _check_rule(prim: Any, results: tuple[Any, ...], inputs: tuple[Any, ...], kind: str = "vjp") -> None:
+    """debug_nans in the reverse and forward passes: a rule's nan output."""
+    for c in results:
+        v = core._peel(c[0] * c[1] if type(c) is tuple else c)
+        if v is not None and v != v:
+            core.nan_found(prim, tuple(x for x in inputs if x is not None), f" ({kind} rule)")
 
 
 def _add(cts: list[Any], j: int, c: Any) -> None:
@@ -187,6 +202,8 @@ def forward(
             )
         xs = [a.value if type(a) is Expr and a.trace is trace else a for a in args]
         dts[i] = rule(dxs, node.value, *xs)
+        if core.DEBUG_NANS:
+            _check_rule(prim, (dts[i],), (*dxs, node.value, *xs), "jvp")
     return dts
 
 

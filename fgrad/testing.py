@@ -257,6 +257,12 @@ def _register_ops() -> None:
             "log_1p_sq": lambda a: ops.log(1.0 + a * a),
             "sqrt_1p_sq": lambda a: ops.sqrt(1.0 + a * a),
             "scale": lambda a: 0.5 * a - 0.25,
+            # Python control flow on a traced value: two different programs
+            # for cosh(a), so every derivative agrees across the switch while
+            # jit must guard on the branch and keep both paths.
+            "branch": lambda a: (
+                (ops.exp(a) + ops.exp(-a)) * 0.5 if a > 0 else ops.exp(-a) * 0.5 + ops.exp(a) * 0.5
+            ),
         }
     )
     _BINARY.update(

@@ -35,6 +35,8 @@ ALLOWED: dict[str, set[str] | None] = {
     "taylor": {"core", "arith", "ops", "graph", "tree", "transforms"},
     # jit: tracing, guards and the path cache; codegen turns a trace into code.
     "codegen": {"core", "arith"},
+    # debug_nans: the API and report; core only reads the switch.
+    "debug": {"core"},
     "jit": {"core", "codegen", "tree", "transforms"},
     "viz": {"core", "graph", "tree", "transforms"},
     # save / load of parameter trees (models included).
