@@ -14,15 +14,25 @@ from __future__ import annotations
 import builtins
 import math
 import operator
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import arith
+from . import arith, ops
 from .core import Expr, Primitive, Trace
 
 __all__ = ["GuardFailed", "compile_trace"]
 
 _INLINE = {arith.add: "+", arith.sub: "-", arith.mul: "*"}
+# Expressions that compute exactly what the impl does, without a call.
+_TEMPLATES = {
+    ops.relu: "({0} if {0} > 0 else ({0} if {0} != {0} else 0.0))",
+    arith.step: "(1.0 if {0} > 0 else 0.0)",
+}
+
+
+# Python 3.12 made sum() of floats compensated; inline sums only before it.
+_PLAIN_SUM = sys.version_info < (3, 12)
 
 
 class GuardFailed(Exception):
@@ -142,6 +152,8 @@ def compile_trace(
             program.append(("guard", op, ref(x), ref(y), result))
     returns = [ref(o) for o in outs]
     n_ops = sum(1 for ins in program if ins[0] == "op")
+    if n_ops <= max_compiled_ops:
+        program, returns = _reuse_names(program, returns)
     source = _source(program, returns, len(inputs), n_ops, len(seen_guards), fname)
     if n_ops > max_compiled_ops:
         run = _table(program, returns, len(inputs))
@@ -152,6 +164,48 @@ def compile_trace(
         exec(compile(code, f"<fgrad.jit {_safe_name(fname)}>", "exec"), em.namespace)  # noqa: S102
         run = em.namespace["compiled"]
     return run, source, len(seen_guards)
+
+
+def _reuse_names(
+    program: list[tuple[Any, ...]], returns: list[Ref]
+) -> tuple[list[tuple[Any, ...]], list[Ref]]:
+    """Rename ``v<i>`` variables to registers ``r<k>`` reused after their
+    last use: a function with one local per node allocates and clears a
+    huge frame on every call (measured on the binary-style moons step,
+    131,551 operations: 6.8 ms -> 4.7 ms per step)."""
+    last: dict[str, int] = {}
+    for k, ins in enumerate(program):
+        for r in ins[3] if ins[0] == "op" else ins[2:4]:
+            if r[0] == "var":
+                last[r[1]] = k
+    for r in returns:
+        if r[0] == "var":
+            last[r[1]] = len(program)
+    names: dict[str, str] = {}
+    free: list[str] = []
+    out: list[tuple[Any, ...]] = []
+
+    def rename(r: Ref) -> Ref:
+        return ("var", names.get(r[1], r[1])) if r[0] == "var" else r
+
+    for k, ins in enumerate(program):
+        if ins[0] == "guard":
+            out.append((ins[0], ins[1], rename(ins[2]), rename(ins[3]), ins[4]))
+            used: tuple[Ref, ...] = (ins[2], ins[3])
+        else:
+            _, var, prim, args = ins
+            new_args = tuple(rename(a) for a in args)
+            used = args
+        for r in used:  # registers whose value is not needed after this line
+            if r[0] == "var" and r[1] in names and last.get(r[1]) == k:
+                free.append(names.pop(r[1]))
+                last.pop(r[1])
+        if ins[0] == "op":
+            if var not in last:  # computed but never used (kept for a guard)
+                last[var] = k
+            names[var] = free.pop() if free else f"r{len(names) + len(free)}"
+            out.append(("op", names[var], prim, new_args))
+    return out, [rename(r) for r in returns]
 
 
 def _source(
@@ -178,10 +232,20 @@ def _source(
         texts = [text(a) for a in args]
         if prim in _INLINE:
             expr = f"{texts[0]} {_INLINE[prim]} {texts[1]}"
+        elif prim in _TEMPLATES and (args[0][0] == "var" or type(args[0][1]) is float):
+            expr = _TEMPLATES[prim].format(texts[0])
         elif prim is arith.neg:
             expr = f"-{texts[0]}"
         elif prim is arith.div:
             expr = f"DIV({texts[0]}, {texts[1]})"
+        elif prim is arith.dot_p and len(texts) <= 9 and _PLAIN_SUM:
+            # A short dot as one expression: builtins.sum adds left to right
+            # in plain double arithmetic before Python 3.12, so this is the
+            # impl's exact result without the call.
+            n = len(texts) // 2
+            terms = [texts[-1] if len(texts) % 2 else "0.0"]
+            terms += [f"{texts[i]} * {texts[n + i]}" for i in range(n)]
+            expr = " + ".join(terms)
         elif prim is arith.dot_p:
             # The same builtins.sum over map(mul) as the impl, minus its
             # argument slicing: one C loop per dot.
@@ -255,6 +319,7 @@ def _table(
     """The same program as a list of (function, output register, input
     registers), run by one loop: no compile step, ~3x slower per op."""
     slots: dict[str, int] = {f"x{k}": k for k in range(n_inputs)}
+    scratch = slots[" guard"] = n_inputs  # where guards write their (None) result
     consts: list[Any] = []
 
     def slot(r: Ref) -> int:
@@ -267,7 +332,7 @@ def _table(
     for ins in program:
         if ins[0] == "guard":
             _, op, a, b, result = ins
-            table.append((_guard(_COMPARE[op], result), 0, (slot(a), slot(b))))
+            table.append((_guard(_COMPARE[op], result), scratch, (slot(a), slot(b))))
             continue
         _, var, prim, args = ins
         ins_slots = tuple(slot(a) for a in args)

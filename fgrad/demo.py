@@ -27,8 +27,12 @@ from .tree import tree_leaves
 Example = tuple[float, float]
 
 
-def loss(model: MLP, xs: Sequence[Example], ys: Sequence[float]) -> tuple[Any, float]:
-    """``mean(relu(1 - y * score)) + 1e-4 * sum(p ** 2)`` and the accuracy.
+def loss(model: MLP, xs: Sequence[Example], ys: Sequence[float]) -> tuple[Any, tuple[Any, ...]]:
+    """``mean(relu(1 - y * score)) + 1e-4 * sum(p ** 2)``, and the scores.
+
+    The scores come back as aux (``value_and_grad(loss, has_aux=True)``) so
+    the accuracy is computed from plain floats afterwards: comparing traced
+    values inside the loss would make jit guard on every prediction.
 
     The graph takes the model's style: ``fused`` uses ``fg.mean`` and one
     ``fg.dot`` for the penalty, ``binary`` writes it as micrograd does.
@@ -45,15 +49,19 @@ def loss(model: MLP, xs: Sequence[Example], ys: Sequence[float]) -> tuple[Any, f
     else:
         data_loss = mean([relu(1 - y * s) for y, s in zip(ys, scores)])
         penalty = 1e-4 * dot(params, params)
-    accuracy = sum((y > 0) == (s > 0) for y, s in zip(ys, scores)) / len(ys)
-    return data_loss + penalty, accuracy
+    return data_loss + penalty, tuple(scores)
+
+
+def accuracy(scores: Sequence[float], ys: Sequence[float]) -> float:
+    """The fraction of examples whose score has the label's sign."""
+    return sum((y > 0) == (s > 0) for y, s in zip(ys, scores)) / len(ys)
 
 
 @dataclass(frozen=True)
 class Result:
     model: MLP
     losses: tuple[float, ...]
-    accuracy: float
+    accuracy: float  # before the last update, as micrograd reports it
     nodes_per_step: int
     seconds: float
 
@@ -80,19 +88,20 @@ def train(
     state = opt.init(model)
     step = value_and_grad(loss, has_aux=True)
     losses = []
-    accuracy = 0.0
+    acc = 0.0
     start = time.perf_counter()
     for k in range(steps):
-        (value, accuracy), grads = step(model, xs, ys)
+        (value, scores), grads = step(model, xs, ys)
+        acc = accuracy(scores, ys)
         updates, state = opt.update(grads, state, model)
         model = optim.apply_updates(model, updates)
         losses.append(value)
         if progress is not None:
-            _show(progress, k + 1, steps, value, accuracy)
+            _show(progress, k + 1, steps, value, acc)
     seconds = time.perf_counter() - start
     if progress is not None:
         progress.write("\n" if progress.isatty() else "")
-    return Result(model, tuple(losses), accuracy, nodes_per_step(model, xs, ys), seconds)
+    return Result(model, tuple(losses), acc, nodes_per_step(model, xs, ys), seconds)
 
 
 def _show(out: TextIO, k: int, steps: int, value: float, acc: float) -> None:

@@ -124,6 +124,8 @@ def _rate_at(name: str, learning_rate: LearningRate, count: int) -> float:
     if not callable(learning_rate):
         return learning_rate
     value: Any = learning_rate(count)
+    if getattr(type(value), "__tree_leaf__", False):
+        return value  # type: ignore[no-any-return]  # a traced scalar (under jit, say)
     if not _is_real(value):
         raise TypeError(
             f"{name}: the learning-rate schedule returned {value!r} (a {type(value).__name__}) "

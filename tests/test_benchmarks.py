@@ -70,3 +70,14 @@ def test_scaling_benchmark_reports_time_and_memory_per_node(tmp_path):
         assert row["nodes"] >= row["n"]
         assert row["ns_per_node"] > 0 and row["peak_bytes_per_node"] > 0
     assert (tmp_path / "scaling.md").exists()
+
+
+def test_jitted_training_traces_once_and_matches_eager_training():
+    moons = load("moons")
+    xs, ys = moons.moons(20, noise=0.1, seed=1)
+    model = moons.fgrad_model_from(moons.micrograd_model(1), "fused")
+    run = moons.fgrad_jit_trainer("fused")
+    _, losses = run(model, xs, ys, 4)
+    assert run.step.cache_info().traces == 1  # no guard on the data: no retracing
+    _, eager = moons.fgrad_trainer("fused")(model, xs, ys, 4)
+    assert losses == eager

@@ -34,7 +34,7 @@ ALLOWED: dict[str, set[str] | None] = {
     # Taylor-mode higher derivatives: its own rules per op, over a traced tape.
     "taylor": {"core", "arith", "ops", "graph", "tree", "transforms"},
     # jit: tracing, guards and the path cache; codegen turns a trace into code.
-    "codegen": {"core", "arith"},
+    "codegen": {"core", "arith", "ops"},
     # debug_nans: the API and report; core only reads the switch.
     "debug": {"core"},
     "jit": {"core", "codegen", "tree", "transforms"},
