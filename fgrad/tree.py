@@ -283,6 +283,8 @@ def _normal(td: TreeDef) -> Any:
 
 def structure_mismatch(a: TreeDef, b: TreeDef) -> str | None:
     """Where two structures differ, as a readable path and reason, or None."""
+    if a is b or a == b:
+        return None  # the common case, compared as tuples without a Python walk
     stack: list[tuple[TreeDef, TreeDef, str]] = [(a, b, "")]
     while stack:
         x, y, path = stack.pop()
