@@ -15,6 +15,7 @@ Module map:
     custom      custom_vjp, custom_jvp: your own derivative rules
     taylor      derivatives(f, order): higher derivatives by Taylor mode
     jit         trace once, compile to straight-line Python, guard
+    vmap        write the code for one example, map it over a batch
     nn          Neuron / Layer / MLP as frozen dataclasses
     optim       optimisers as pairs of pure functions (init, update)
     datasets    small data sets in pure Python (two moons)
@@ -63,6 +64,7 @@ from .tree import (
     tree_unflatten,
 )
 from .viz import GraphStats, draw, explain, formula, graph_stats, to_dot
+from .vmap import vmap
 
 # Jupyter shows nodes as drawings when graphviz is installed; core cannot
 # import viz (imports point one way), so the hook is attached here.
@@ -79,7 +81,7 @@ __all__ = [
     "abs", "cos", "div", "dot", "exp", "log", "maximum", "mean", "minimum", "power",
     "relu", "sigmoid", "sin", "sqrt", "stop_gradient", "sum", "tanh",
     "grad", "trace", "value_and_grad", "vjp", "jvp", "linearize",
-    "jacobian", "jacfwd", "jacrev", "hessian", "custom_vjp", "custom_jvp", "derivatives", "jit",
+    "jacobian", "jacfwd", "jacrev", "hessian", "custom_vjp", "custom_jvp", "derivatives", "jit", "vmap",
     "TreeDef", "static_field", "tree_flatten", "tree_leaves", "tree_map",
     "tree_structure", "tree_unflatten",
 ]

@@ -45,6 +45,8 @@ ALLOWED: dict[str, set[str] | None] = {
     "nn": {"core", "ops", "tree"},
     "optim": {"tree"},
     "datasets": set(),
+    # vmap maps a function over examples; it needs nothing of fgrad.
+    "vmap": set(),
     "__init__": _EVERYTHING,
     "demo": _EVERYTHING,
 }
