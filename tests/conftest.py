@@ -1,8 +1,8 @@
 """Test configuration: hypothesis profiles and the size of scale tests.
 
 Profiles (choose with HYPOTHESIS_PROFILE=...): ``dev`` (default locally),
-``ci`` (default when CI is set: fewer examples, no deadline, derandomised so a
-run is reproducible), ``thorough`` (tens of thousands of examples).
+``ci`` (default when CI is set: 200 examples per property, no deadline,
+derandomised so a run is reproducible), ``thorough`` (tens of thousands of examples).
 
 Scale tests read ``SCALE``: small by default, full size with FGRAD_SLOW=1.
 """
@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, settings
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.register_profile(
     "ci",
-    max_examples=60,
+    max_examples=200,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow],

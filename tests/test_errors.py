@@ -307,3 +307,94 @@ def test_a_primitive_without_a_vjp_cannot_be_differentiated() -> None:
 def test_primitive_declaration_is_checked(kwargs: Any, match: str) -> None:
     with pytest.raises(TypeError, match=match):
         fg.Primitive(**kwargs)
+
+
+# Misuse across the other transforms -------------------------------------------------------------
+# Each message names the cause and the fix.
+
+import fgrad.io as fgio  # noqa: E402
+from fgrad import optim  # noqa: E402
+from fgrad.nn import MLP  # noqa: E402
+
+
+def test_jvp_needs_tuples_of_arguments() -> None:
+    with pytest.raises(TypeError, match=r"tuples of the function's arguments, e\.g\. jvp\(f, \(x,\), \(dx,\)\)"):
+        fg.jvp(lambda x: x, 1.0, 1.0)
+
+
+def test_jvp_tangents_of_another_shape_name_the_path() -> None:
+    with pytest.raises(ValueError, match=r"tangents must have the structure of primals; they differ at \[0\]"):
+        fg.jvp(lambda p: p[0], ([1.0, 2.0],), ([1.0],))
+
+
+def test_vjp_cotangent_of_another_shape_is_refused() -> None:
+    _, f_vjp = fg.vjp(lambda x: {"a": x, "b": x}, 1.0)
+    with pytest.raises(ValueError, match="cotangent must have the structure of the output"):
+        f_vjp({"a": 1.0})
+
+
+def test_hessian_of_a_non_scalar_function() -> None:
+    with pytest.raises(TypeError, match="grad needs a scalar output, got a list of 2"):
+        fg.hessian(lambda x: [x, x])(1.0)
+
+
+def test_jit_static_argnums_out_of_range_and_unhashable() -> None:
+    with pytest.raises(ValueError, match="static_argnums names argument 3 but the call has 1"):
+        fg.jit(lambda x: x, static_argnums=3)(1.0)
+    with pytest.raises(TypeError, match="must be hashable .* pass lists as tuples"):
+        fg.jit(lambda x, n: x, static_argnums=1)(1.0, [1])
+    with pytest.raises(TypeError, match="static_argnums must be an int or a tuple of ints"):
+        fg.jit(lambda x: x, static_argnums="0")
+
+
+def test_jit_refuses_float_of_a_traced_value_and_says_why() -> None:
+    with pytest.raises(fg.TraceGuardError, match="frozen into the compiled code.*static_argnums"):
+        fg.jit(lambda x: x * float(x))(2.0)
+
+
+def test_jit_cache_size_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="cache_size must be a positive int"):
+        fg.jit(lambda x: x, cache_size=0)
+
+
+def test_vmap_mismatched_batch_sizes() -> None:
+    with pytest.raises(ValueError, match="same number of examples"):
+        fg.vmap(lambda a, b: a + b)([1.0], [1.0, 2.0])
+
+
+def test_custom_vjp_used_before_its_rules() -> None:
+    @fg.custom_vjp
+    def f(x: Any) -> Any:
+        return x
+
+    with pytest.raises(TypeError, match=r"call f\.defvjp\(fwd, bwd\) before using it"):
+        fg.grad(f)(1.0)
+
+
+def test_derivatives_of_a_pytree_argument() -> None:
+    with pytest.raises(TypeError, match="use fg.hessian or nested fg.grad"):
+        fg.derivatives(lambda p: p["a"], order=2)({"a": 1.0})
+
+
+def test_optimiser_update_with_grads_of_another_shape() -> None:
+    opt = optim.sgd(0.1)
+    state = opt.init({"w": 1.0, "b": 0.0})
+    with pytest.raises(ValueError, match=r"grads do not match .* at the root: dict with keys \['b', 'w'\] vs dict with keys \['w'\].*fg\.grad\(loss\)"):
+        opt.update({"w": 1.0}, state)
+
+
+def test_mlp_applied_to_an_input_of_the_wrong_length() -> None:
+    with pytest.raises(ValueError, match="expected an input sequence of 2 numbers, got length 1"):
+        MLP.init([2, 3, 1])([1.0])
+
+
+def test_loading_a_file_that_is_not_fgrad_data(tmp_path: Any) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text('{"format": "something else"}')
+    with pytest.raises(fgio.LoadError, match="bad.json"):
+        fg.load(path)
+
+
+def test_saving_a_tree_with_an_unsupported_leaf_names_its_path(tmp_path: Any) -> None:
+    with pytest.raises(TypeError, match=r"\['w'\]"):
+        fg.save({"w": object()}, tmp_path / "p.json")
