@@ -13,7 +13,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from .core import Expr, new_trace
+from .core import Expr, Trace, new_trace
 from .graph import backward, forward
 from .transforms import ArgNums, _norm_argnums, _outputs, grad, trace_inputs
 from .tree import TreeDef, unflatten_persistent
@@ -41,20 +41,14 @@ def jacrev(f: Callable[..., Any], argnums: ArgNums = 0) -> Callable[..., Any]:
     ((3.0, 2.0), (1.0, 1.0))
     """
 
-    @functools.wraps(f)
-    def jac(*args: Any, **kwargs: Any) -> Any:
-        nums = _norm_argnums("jacrev", argnums, len(args))
-        single = isinstance(argnums, int)
-        with new_trace("jacrev") as tr:
-            new_args, nodes, td = trace_inputs(tr, "jacrev", args, nums)
-            outs, out_td = _outputs("jacrev", f(*new_args, **kwargs))
-            rows = []
-            for out in outs:
-                cts = backward(tr, [(out, 1.0)])
-                rows.append(_split(td, [0.0 if (c := cts[n.seq]) is None else c for n in nodes], single))
-        return unflatten_persistent(out_td, rows)
+    def rows(tr: Trace, nodes: list[Expr], outs: list[Any]) -> list[list[Any]]:
+        result = []
+        for out in outs:
+            cts = backward(tr, [(out, 1.0)])
+            result.append([0.0 if (c := cts[n.seq]) is None else c for n in nodes])
+        return result
 
-    return jac
+    return _jacobian("jacrev", f, argnums, rows)
 
 
 def jacfwd(f: Callable[..., Any], argnums: ArgNums = 0) -> Callable[..., Any]:
@@ -67,19 +61,34 @@ def jacfwd(f: Callable[..., Any], argnums: ArgNums = 0) -> Callable[..., Any]:
     6.0
     """
 
+    def rows(tr: Trace, nodes: list[Expr], outs: list[Any]) -> list[list[Any]]:
+        columns = []
+        for node in nodes:
+            dts = forward(tr, [(node, 1.0)])
+            columns.append([_tangent(tr, o, dts) for o in outs])
+        return [[col[i] for col in columns] for i in range(len(outs))]
+
+    return _jacobian("jacfwd", f, argnums, rows)
+
+
+def _jacobian(
+    name: str,
+    f: Callable[..., Any],
+    argnums: ArgNums,
+    rows: Callable[[Trace, list[Expr], list[Any]], list[list[Any]]],
+) -> Callable[..., Any]:
+    """Trace ``f`` once; ``rows`` gives, per output leaf, its derivatives
+    with respect to the input leaves; arrange them as output-of-inputs."""
+
     @functools.wraps(f)
     def jac(*args: Any, **kwargs: Any) -> Any:
-        nums = _norm_argnums("jacfwd", argnums, len(args))
+        nums = _norm_argnums(name, argnums, len(args))
         single = isinstance(argnums, int)
-        with new_trace("jacfwd") as tr:
-            new_args, nodes, td = trace_inputs(tr, "jacfwd", args, nums)
-            outs, out_td = _outputs("jacfwd", f(*new_args, **kwargs))
-            columns = []
-            for node in nodes:
-                dts = forward(tr, [(node, 1.0)])
-                columns.append([_tangent(tr, o, dts) for o in outs])
-        rows = [_split(td, [col[i] for col in columns], single) for i in range(len(outs))]
-        return unflatten_persistent(out_td, rows)
+        with new_trace(name) as tr:
+            new_args, nodes, td = trace_inputs(tr, name, args, nums)
+            outs, out_td = _outputs(name, f(*new_args, **kwargs))
+            table = rows(tr, nodes, outs)
+        return unflatten_persistent(out_td, [_split(td, row, single) for row in table])
 
     return jac
 
