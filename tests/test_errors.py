@@ -318,12 +318,14 @@ from fgrad.nn import MLP  # noqa: E402
 
 
 def test_jvp_needs_tuples_of_arguments() -> None:
-    with pytest.raises(TypeError, match=r"tuples of the function's arguments, e\.g\. jvp\(f, \(x,\), \(dx,\)\)"):
+    expected = r"tuples of the function's arguments, e\.g\. jvp\(f, \(x,\), \(dx,\)\)"
+    with pytest.raises(TypeError, match=expected):
         fg.jvp(lambda x: x, 1.0, 1.0)
 
 
 def test_jvp_tangents_of_another_shape_name_the_path() -> None:
-    with pytest.raises(ValueError, match=r"tangents must have the structure of primals; they differ at \[0\]"):
+    expected = r"tangents must have the structure of primals; they differ at \[0\]"
+    with pytest.raises(ValueError, match=expected):
         fg.jvp(lambda p: p[0], ([1.0, 2.0],), ([1.0],))
 
 
@@ -379,7 +381,8 @@ def test_derivatives_of_a_pytree_argument() -> None:
 def test_optimiser_update_with_grads_of_another_shape() -> None:
     opt = optim.sgd(0.1)
     state = opt.init({"w": 1.0, "b": 0.0})
-    with pytest.raises(ValueError, match=r"grads do not match .* at the root: dict with keys \['b', 'w'\] vs dict with keys \['w'\].*fg\.grad\(loss\)"):
+    expected = r"grads do not match .* at the root: dict with keys \['b', 'w'\] vs dict with keys \['w'\]"
+    with pytest.raises(ValueError, match=expected + r".*fg\.grad\(loss\)"):
         opt.update({"w": 1.0}, state)
 
 
