@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import islice
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -184,13 +185,33 @@ def _flatten(x: Any, leaves: list[Any]) -> TreeDef:
         return LEAF
     meta, kids = _children(x, kind)
     start = len(leaves)
-    defs = tuple([_flatten(k, leaves) for k in kids])
+    if kids and _all_numbers(kids):
+        # A vector of numbers (a neuron's weights): no recursion per entry.
+        leaves.extend(kids)
+        defs = _leaf_defs(len(kids))
+    else:
+        defs = tuple([_flatten(k, leaves) for k in kids])
     node_type: Any = PVector if kind == _LIST and not isinstance(x, list) else type(x)
     if kind == _MAP and not isinstance(x, dict):
         node_type = PMap
     elif type(x) is defaultdict:
         node_type = _DefaultDict(x.default_factory)
     return TreeDef(kind, node_type, meta, defs, len(leaves) - start)
+
+
+_NUMBER_TYPES = frozenset({float, int})
+_leaf_tuples: dict[int, tuple[TreeDef, ...]] = {}
+
+
+def _all_numbers(kids: list[Any]) -> bool:
+    return set(map(type, kids)) <= _NUMBER_TYPES
+
+
+def _leaf_defs(n: int) -> tuple[TreeDef, ...]:
+    defs = _leaf_tuples.get(n)
+    if defs is None:
+        defs = _leaf_tuples[n] = (LEAF,) * n
+    return defs
 
 
 @dataclass(frozen=True)
@@ -237,7 +258,10 @@ def _build(td: TreeDef, it: Iterator[Any], persistent: bool) -> Any:
     kind = td.kind
     if kind == _LEAF:
         return next(it)
-    kids = [_build(c, it, persistent) for c in td.children]
+    if td.children and td.children is _leaf_tuples.get(len(td.children)):
+        kids = list(islice(it, td.num_leaves))  # a vector of leaves, from _flatten's fast path
+    else:
+        kids = [_build(c, it, persistent) for c in td.children]
     if kind == _MAP:
         d = dict(zip(td.meta, kids))
         return pmap(d) if persistent or td.node_type is PMap else td.node_type(d)
