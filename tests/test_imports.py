@@ -41,7 +41,7 @@ ALLOWED: dict[str, set[str] | None] = {
     "viz": {"core", "graph", "tree", "transforms"},
     # save / load of parameter trees (models included).
     "io": {"tree", "nn"},
-    "testing": {"transforms", "tree", "ops"},
+    "testing": {"transforms", "tree", "ops", "graph"},
     "nn": {"core", "ops", "tree"},
     "optim": {"tree"},
     "datasets": set(),
