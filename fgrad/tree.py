@@ -18,6 +18,7 @@ This module imports nothing of fgrad.
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
@@ -70,6 +71,7 @@ class TreeDef(NamedTuple):
 
 
 LEAF = TreeDef(_LEAF, None, None, (), 1)
+_new_tuple = tuple.__new__
 
 
 def static_field(**kwargs: Any) -> Any:
@@ -112,10 +114,20 @@ def _dataclass_layout(cls: type) -> tuple[tuple[str, ...], tuple[str, ...]]:
             (static if f.metadata.get("static") else kids).append(f.name)
         layout = (tuple(kids), tuple(static))
         _layouts[cls] = layout
+        _getters[cls] = (_tuple_getter(layout[0]), _tuple_getter(layout[1]))
     return layout
 
 
+def _tuple_getter(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    """Fetch several attributes as a tuple in one C call (attrgetter)."""
+    if not names:
+        return lambda x: ()
+    get = operator.attrgetter(*names)
+    return get if len(names) > 1 else (lambda x: (get(x),))
+
+
 _layouts: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+_getters: dict[type, tuple[Callable[[Any], tuple[Any, ...]], Callable[[Any], tuple[Any, ...]]]] = {}
 
 
 def _kind_of(x: Any) -> str:
@@ -152,8 +164,8 @@ def _children(x: Any, kind: str) -> tuple[Any, list[Any]]:
         return keys, [x[k] for k in keys]
     if kind == _DATACLASS:
         kids, static = _dataclass_layout(type(x))
-        meta = (kids, static, tuple(getattr(x, n) for n in static))
-        return meta, [getattr(x, n) for n in kids]
+        get_kids, get_static = _getters[type(x)]
+        return (kids, static, get_static(x)), list(get_kids(x))
     if kind == _NONE:
         return None, []
     return None, list(x)
@@ -196,7 +208,8 @@ def _flatten(x: Any, leaves: list[Any]) -> TreeDef:
         node_type = PMap
     elif type(x) is defaultdict:
         node_type = _DefaultDict(x.default_factory)
-    return TreeDef(kind, node_type, meta, defs, len(leaves) - start)
+    # tuple.__new__ directly: NamedTuple's generated __new__ is a Python call.
+    return _new_tuple(TreeDef, (kind, node_type, meta, defs, len(leaves) - start))
 
 
 _NUMBER_TYPES = frozenset({float, int})
