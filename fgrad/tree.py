@@ -21,8 +21,8 @@ import dataclasses
 import operator
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import islice
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, NamedTuple
 
 from pyrsistent import PMap, PVector, pmap, pvector
