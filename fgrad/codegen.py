@@ -25,6 +25,7 @@ __all__ = ["GuardFailed", "compile_trace"]
 
 _INLINE = {arith.add: "+", arith.sub: "-", arith.mul: "*"}
 # Expressions that compute exactly what the impl does, without a call.
+_TEMPLATES_2 = {"mask": "({0} if {1} > 0 else {0} * 0.0)"}
 _TEMPLATES = {
     ops.relu: "({0} if {0} > 0 else ({0} if {0} != {0} else 0.0))",
     arith.step: "(1.0 if {0} > 0 else 0.0)",
@@ -152,6 +153,7 @@ def compile_trace(
         for op, x, y, result in guards_at.get(i, ()):
             program.append(("guard", op, ref(x), ref(y), result))
     returns = [ref(o) for o in outs]
+    program = _fuse_masks(program, returns)
     n_ops = sum(1 for ins in program if ins[0] == "op")
     if n_ops <= max_compiled_ops:
         program, returns = _reuse_names(program, returns)
@@ -165,6 +167,44 @@ def compile_trace(
         exec(compile(code, f"<fgrad.jit {_safe_name(fname)}>", "exec"), em.namespace)  # noqa: S102
         run = em.namespace["compiled"]
     return run, source, len(seen_guards)
+
+
+def _mask_impl(a: Any, x: Any) -> Any:
+    return a if x > 0 else a * 0.0
+
+
+# a * step(x) as one operation: a where x > 0, else a * 0.0 (the same bits:
+# a * 1.0 is a, and multiplication commutes). The reverse pass of every relu.
+_MASK = Primitive("mask", impl=_mask_impl)
+
+
+def _fuse_masks(program: list[tuple[Any, ...]], returns: list[Ref]) -> list[tuple[Any, ...]]:
+    """Replace ``s = step(x); y = a * s`` by ``y = mask(a, x)`` where ``s``
+    has no other use."""
+    uses: dict[str, int] = {}
+    steps: dict[str, Ref] = {}
+    for ins in program:
+        refs = ins[3] if ins[0] == "op" else ins[2:4]
+        for r in refs:
+            if r[0] == "var":
+                uses[r[1]] = uses.get(r[1], 0) + 1
+        if ins[0] == "op" and ins[2] is arith.step:
+            steps[ins[1]] = ins[3][0]
+    for r in returns:
+        if r[0] == "var":
+            uses[r[1]] = uses.get(r[1], 0) + 1
+    fused: set[str] = set()
+    out: list[tuple[Any, ...]] = []
+    for ins in program:
+        if ins[0] == "op" and ins[2] is arith.mul:
+            a, b = ins[3]
+            for s, other in ((b, a), (a, b)):
+                if s[0] == "var" and s[1] in steps and uses[s[1]] == 1:
+                    fused.add(s[1])
+                    ins = ("op", ins[1], _MASK, (other, steps[s[1]]))
+                    break
+        out.append(ins)
+    return [ins for ins in out if not (ins[0] == "op" and ins[1] in fused)]
 
 
 def _reuse_names(
@@ -235,6 +275,8 @@ def _source(
             expr = f"{texts[0]} {_INLINE[prim]} {texts[1]}"
         elif prim in _TEMPLATES and (args[0][0] == "var" or type(args[0][1]) is float):
             expr = _TEMPLATES[prim].format(texts[0])
+        elif prim is _MASK:
+            expr = _TEMPLATES_2["mask"].format(*texts)
         elif prim is arith.neg:
             expr = f"-{texts[0]}"
         elif prim is arith.div:
