@@ -81,3 +81,10 @@ def test_jitted_training_traces_once_and_matches_eager_training():
     assert run.step.cache_info().traces == 1  # no guard on the data: no retracing
     _, eager = moons.fgrad_trainer("fused")(model, xs, ys, 4)
     assert losses == eager
+
+
+def test_derivatives_benchmark_checks_agreement_and_reports(tmp_path):
+    bench = load("derivatives")
+    result = bench.main(["--order", "6", "--repeats", "1", "--out", str(tmp_path)])
+    assert result["order"] == 6 and result["taylor_s"] > 0 and result["nested_grad_s"] > 0
+    assert "Taylor mode" in (tmp_path / "derivatives.md").read_text()
