@@ -202,7 +202,14 @@ def _flatten(x: Any, leaves: list[Any]) -> TreeDef:
         leaves.extend(kids)
         defs = _leaf_defs(len(kids))
     else:
-        defs = tuple([_flatten(k, leaves) for k in kids])
+        parts = []
+        for k in kids:
+            if type(k) is float:  # a leaf inline (a neuron's bias): no call
+                leaves.append(k)
+                parts.append(LEAF)
+            else:
+                parts.append(_flatten(k, leaves))
+        defs = tuple(parts)
     node_type: Any = PVector if kind == _LIST and not isinstance(x, list) else type(x)
     if kind == _MAP and not isinstance(x, dict):
         node_type = PMap
