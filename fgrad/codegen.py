@@ -259,7 +259,7 @@ def _source(
         return r[1] if r[0] == "var" else em.const(r[1])
 
     lines = [
-        f"def compiled(leaves):  # jit of {_safe_name(fname)}: {n_inputs} inputs, "
+        f"def compiled(leaves):  # jit: {n_inputs} inputs, "
         f"{n_ops} operations, {n_guards} guards"
     ]
     if n_inputs:
@@ -305,7 +305,7 @@ def _source(
             expr = f"SUM(({''.join(t + ', ' for t in texts[1:])}), {texts[0]})"
         else:
             expr = f"{em.func(prim)}({', '.join(texts)})"
-        lines.append(f"    {var} = {expr}  # {prim.name}")
+        lines.append(f"    {var} = {expr}  # {_op_label(prim)}")
     lines.append(f"    return ({''.join(text(r) + ', ' for r in returns)})")
     return "\n".join(lines) + "\n"
 
@@ -318,13 +318,25 @@ def _is_literal(x: Any) -> bool:
     return type(x) in (float, int)
 
 
+_OWN_PRIMITIVES = {id(p) for p in (*ops.PRIMITIVES.values(), _MASK)}
+
+
+def _op_label(prim: Primitive) -> str:
+    """The comment naming an operation: fgrad's own primitives by name; a
+    user's primitive as ``op`` (its name is a user string: none reaches the
+    source, not even a comment)."""
+    return prim.name if id(prim) in _OWN_PRIMITIVES else "op"
+
+
 def _safe_name(name: str) -> str:
-    return name if name.isidentifier() else "<function>"
+    """A user's name for a comment, if it is a plain identifier: a newline in
+    it would end the comment and inject a statement."""
+    return name if isinstance(name, str) and name.isidentifier() else "<unnamed>"
 
 
 def _simplify(prim: Primitive, refs: tuple[Ref, ...]) -> Ref | None:
     """Drop operations that return an operand bit for bit: x * 1, 1 * x,
-    x / 1, x - 0, x + (-0.0). (x + 0.0 is kept: it turns -0.0 into 0.0;
+    x / 1, x - 0.0, x + (-0.0). (x + 0.0 is kept: it turns -0.0 into 0.0;
     0 * x is kept: it is nan for x = inf or nan.)"""
     consts = [r[1] if r[0] == "const" else _NONE for r in refs]
     if prim is arith.mul:
@@ -336,7 +348,8 @@ def _simplify(prim: Primitive, refs: tuple[Ref, ...]) -> Ref | None:
         if _is_one(consts[1]):
             return refs[0]
     elif prim is arith.sub:
-        if _is_literal(consts[1]) and consts[1] == 0:
+        # x - 0.0 is x; x - (-0.0) is x + 0.0, which turns -0.0 into 0.0.
+        if _is_literal(consts[1]) and consts[1] == 0 and not _is_neg_zero(consts[1]):
             return refs[0]
     elif prim is arith.add:
         if _is_neg_zero(consts[1]):
