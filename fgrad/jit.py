@@ -73,8 +73,10 @@ def jit(
     Args:
         f: a function of pytrees of numbers returning a pytree (of numbers,
             or of constants such as strings, which are returned as they are).
-        static_argnums: arguments that are hashed into the cache key instead
-            of traced (sizes, flags, fixed data).
+        static_argnums: arguments that are hashed (with their types) into
+            the cache key instead of traced (sizes, flags, fixed data).
+            Keyword arguments are static too. Traced leaves must be real
+            numbers; ints among them are traced as floats.
         cache_size: how many compiled paths to keep (least recently used go).
         max_compiled_ops: paths with more operations run as a table-driven
             program instead of compiled source (default ``MAX_COMPILED_OPS``).
@@ -133,19 +135,17 @@ class Jitted:
             static.append(i % n)
         dynamic = tuple(a for i, a in enumerate(args) if i not in static)
         leaves, td = tree_flatten(dynamic)
-        types = tuple(map(type, leaves))
-        for k, t in enumerate(types):
-            if t is not float and t is not int and (t is bool or not issubclass(t, numbers.Real)):
-                where = tree_paths(td)[k]
-                raise TypeError(
-                    f"jit: the traced argument leaf at {where} is a {t.__name__}; jit traces "
-                    "real numbers only. Mark the argument static with static_argnums "
-                    "(it is then hashed into the cache key)"
-                )
+        kinds = set(map(type, leaves))
+        if not kinds <= {float}:
+            leaves = self._as_floats(leaves, td)
         try:
-            # Leaf types stay out of the key: the traced function only ever sees
-            # nodes, so code traced with an int leaf is the code for a float.
-            key = (td, tuple((i, args[i]) for i in sorted(static)), tuple(sorted(kwargs.items())))
+            # Static values are keyed with their types: 3 == 3.0 and 1 == True,
+            # but a function may well branch on the type of a static argument.
+            key = (
+                td,
+                tuple((i, type(args[i]), args[i]) for i in sorted(static)),
+                tuple(sorted((k, type(v), v) for k, v in kwargs.items())),
+            )
             hash(key)
         except TypeError:
             raise TypeError(
@@ -153,6 +153,27 @@ class Jitted:
                 "cache); pass lists as tuples, or pass the data as a traced argument"
             ) from None
         return key, leaves, (td, sorted(static))
+
+    @staticmethod
+    def _as_floats(leaves: list[Any], td: Any) -> list[Any]:
+        """Traced leaves as floats, so one compiled path serves ints and
+        floats alike (and its simplifications, such as x * 1.0 -> x, keep
+        the type eager float arithmetic gives)."""
+        out = []
+        for k, x in enumerate(leaves):
+            t = type(x)
+            if t is float:
+                out.append(x)
+            elif t is not bool and isinstance(x, numbers.Real):
+                out.append(float(x))
+            else:
+                where = tree_paths(td)[k]
+                raise TypeError(
+                    f"jit: the traced argument leaf at {where} is a {t.__name__}; jit traces "
+                    "real numbers only. Mark the argument static with static_argnums "
+                    "(it is then hashed into the cache key)"
+                )
+        return out
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if _active.get():

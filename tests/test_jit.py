@@ -183,6 +183,16 @@ def test_static_argnums_are_hashed_into_the_key() -> None:
     assert negative.cache_info().traces == 1
 
 
+def test_equal_static_values_of_different_types_do_not_share_a_path() -> None:
+    # 3 == 3.0 and 1 == True hash alike; a path traced for one must not serve the other.
+    def f(x: Any, n: Any) -> Any:
+        return x * n if isinstance(n, float) else x + n
+
+    step = fg.jit(f, static_argnums=1)
+    for n in (3, 3.0, 3, 1, True, 1.0):
+        assert step(2.0, n) == f(2.0, n), n
+        assert step(2.0, n) == f(2.0, n), n
+
 def test_an_unhashable_static_argument_is_a_clear_error() -> None:
     step = fg.jit(lambda x, shape: x * len(shape), static_argnums=1)
     with pytest.raises(TypeError, match="must be hashable.*tuples"):
