@@ -153,6 +153,9 @@ class Expr:
     def __int__(self) -> int:
         return int(concrete(self, "int()"))
 
+    def __format__(self, spec: str) -> str:
+        return format(concrete(self, "format()"), spec)  # f"{x:.3f}" shows the value
+
     def __repr__(self) -> str:
         op = self.prim.name if self.prim is not None else "input"
         v = self.value

@@ -40,6 +40,11 @@ def _norm_argnums(name: str, argnums: Any, nargs: int) -> tuple[int, ...]:
         raise ValueError(f"{name}: argnums is empty; name at least one argument to differentiate")
     out = []
     for i in items:
+        if nargs == 0:
+            raise ValueError(
+                f"{name}: argnums={argnums!r} but the function was called with no positional "
+                "arguments; pass the argument(s) to differentiate positionally"
+            )
         if not -nargs <= i < nargs:
             raise ValueError(
                 f"{name}: argnums={argnums!r} but the function was called with {nargs} "
@@ -129,7 +134,8 @@ def check_scalar(name: str, out: Any, hint: str) -> Any:
         return out
     if isinstance(out, numbers.Real) and not isinstance(out, bool):
         return float(out)
-    if isinstance(out, (list, tuple, dict)) or hasattr(out, "__len__"):
+    sized = isinstance(out, (list, tuple, dict)) or hasattr(out, "__len__")
+    if sized and not isinstance(out, (str, bytes)):
         try:
             size = f"a {type(out).__name__} of {len(out)}"
         except TypeError:

@@ -117,7 +117,8 @@ def test_argnums_out_of_range(argnums: Any) -> None:
 
 
 def test_argnums_with_no_positional_arguments() -> None:
-    with pytest.raises(ValueError, match="0 positional argument"):
+    # (was "called with 0 positional argument(s); pick indices from 0 to -1")
+    with pytest.raises(ValueError, match="called with no positional arguments; pass the argument"):
         fg.grad(lambda: 1.0)()
 
 
@@ -401,3 +402,15 @@ def test_loading_a_file_that_is_not_fgrad_data(tmp_path: Any) -> None:
 def test_saving_a_tree_with_an_unsupported_leaf_names_its_path(tmp_path: Any) -> None:
     with pytest.raises(TypeError, match=r"\['w'\]"):
         fg.save({"w": object()}, tmp_path / "p.json")
+
+
+def test_formatting_a_node_shows_its_value_and_is_refused_under_jit() -> None:
+    assert fg.grad(lambda x: (x, f"{x:.2f}"), has_aux=True)(1.5)[1] == "1.50"
+    with pytest.raises(fg.TraceGuardError, match="format\\(\\) of a traced value"):
+        fg.jit(lambda x: f"{x:.2f}")(1.0)
+
+
+def test_a_string_output_is_not_described_by_its_length() -> None:
+    with pytest.raises(TypeError, match="got a str;"):
+        fg.grad(lambda x: "hi")(1.0)
+
