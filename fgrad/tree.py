@@ -411,8 +411,3 @@ def tree_map(f: Callable[..., Any], tree: Any, *rest: Any) -> Any:
             )
         others.append(o_leaves)
     return unflatten_persistent(td, [f(*xs) for xs in zip(leaves, *others)])
-
-
-def flatten_sequence(trees: Sequence[Any]) -> tuple[list[Any], TreeDef]:
-    """Flatten a tuple of trees (the positional arguments of a call)."""
-    return tree_flatten(tuple(trees))
