@@ -101,33 +101,17 @@ def micrograd_nodes(model: Any, xs: Sequence[Any], ys: Sequence[float]) -> int:
 # fgrad -----------------------------------------------------------------------
 
 
-def fgrad_trainer(style: str) -> Callable[[MLP, Sequence[Any], Sequence[float], int], tuple[MLP, float]]:
+def _data_loss(model: MLP, xs: Any, ys: Any) -> Any:
+    return loss(model, xs, ys)[0]
+
+
+def fgrad_trainer(style: str, jit: bool = False) -> Callable[..., tuple[MLP, list[float]]]:
+    """value_and_grad of the loss, eager or under fg.jit (the data static);
+    the optimiser runs eagerly on the returned pytrees."""
     opt = optim.sgd(learning_rate(SCHEDULE_STEPS))
-    step = fg.value_and_grad(loss, has_aux=True)
-
-    def run(model: MLP, xs: Sequence[Any], ys: Sequence[float], steps: int) -> tuple[MLP, list[float]]:
-        model = model.with_style(style)
-        state = opt.init(model)
-        losses = []
-        for _ in range(steps):
-            (value, _acc), grads = step(model, xs, ys)
-            updates, state = opt.update(grads, state, model)
-            model = optim.apply_updates(model, updates)
-            losses.append(value)
-        return model, losses
-
-    return run  # type: ignore[return-value]
-
-
-def fgrad_jit_trainer(style: str) -> Callable[..., tuple[MLP, list[float]]]:
-    """fg.jit(fg.value_and_grad(loss)) with the data static; the optimiser
-    runs eagerly on the returned pytrees."""
-    opt = optim.sgd(learning_rate(SCHEDULE_STEPS))
-
-    def data_loss(model: MLP, xs: Any, ys: Any) -> Any:
-        return loss(model, xs, ys)[0]
-
-    step = fg.jit(fg.value_and_grad(data_loss), static_argnums=(1, 2))
+    step = fg.value_and_grad(_data_loss)
+    if jit:
+        step = fg.jit(step, static_argnums=(1, 2))
 
     def run(model: MLP, xs: Sequence[Any], ys: Sequence[float], steps: int) -> tuple[MLP, list[float]]:
         model = model.with_style(style)
@@ -145,12 +129,17 @@ def fgrad_jit_trainer(style: str) -> Callable[..., tuple[MLP, list[float]]]:
     return run
 
 
+def fgrad_jit_trainer(style: str) -> Callable[..., tuple[MLP, list[float]]]:
+    """fg.jit(fg.value_and_grad(loss)) with the data static."""
+    return fgrad_trainer(style, jit=True)
+
+
 def fgrad_jit_step_trainer(style: str) -> Callable[..., tuple[MLP, list[float]]]:
     """The whole training step (value_and_grad, sgd update, apply) under one jit."""
     opt = optim.sgd(learning_rate(SCHEDULE_STEPS))
 
     def train_step(model: MLP, state: Any, xs: Any, ys: Any) -> tuple[MLP, Any, Any]:
-        value, grads = fg.value_and_grad(lambda m: loss(m, xs, ys)[0])(model)
+        value, grads = fg.value_and_grad(_data_loss)(model, xs, ys)
         updates, state = opt.update(grads, state, model)
         return optim.apply_updates(model, updates), state, value
 
