@@ -26,10 +26,11 @@ Module map:
 """
 
 from . import datasets, io, nn, optim, viz
-from .core import EscapedNodeError, Expr, Primitive, TraceGuardError, bind
+from .core import EscapedNodeError, Expr, Primitive, bind
 from .custom import custom_jvp, custom_vjp
 from .debug import NanError, debug_nans, set_debug_nans
 from .graph import count_nodes, reachable
+from .guards import TraceGuardError
 from .io import load, save
 from .jacobians import hessian, jacfwd, jacobian, jacrev
 from .jit import jit

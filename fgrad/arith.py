@@ -23,7 +23,7 @@ from .core import Expr, Number, Primitive, _binop, _is_number, bind
 
 __all__ = [
     "add", "sub", "mul", "div", "neg", "pow_const", "pow_", "abs_", "exp", "log",
-    "step", "sign", "share", "scaled", "sum_p", "dot_p",
+    "step", "sign", "share", "nonzero", "mul_log", "scaled", "sum_p", "dot_p",
 ]
 
 _inf = math.inf
@@ -248,8 +248,32 @@ def _dpow_dbase(x: Any, y: Any) -> Any:
 
 def _dpow_dexponent(out: Any, x: Any) -> Any:
     # d/dy x ** y = x ** y log x; at x = 0 take the limit 0 (as JAX does)
-    # rather than 0 * -inf = nan.
-    return 0.0 if x == 0 else out * log(x)
+    # rather than 0 * -inf = nan. A primitive, not an ``if``: no branch on
+    # a traced value (jit guards, vmap batches).
+    return bind(mul_log, out, x)
+
+
+def _mul_log_impl(a: Number, x: Number) -> float:
+    return 0.0 if x == 0 else a * _log_impl(x)
+
+
+mul_log: Primitive = Primitive(
+    "mul_log",
+    impl=_mul_log_impl,
+    vjp=lambda g, out, a, x: (bind(mul_log, g, x), scaled(div(g * a, x), nonzero(x))),
+    jvp=lambda dxs, out, a, x: _add_tangents(
+        None if dxs[0] is None else bind(mul_log, dxs[0], x),
+        None if dxs[1] is None else scaled(div(a * dxs[1], x), nonzero(x)),
+    ),
+)
+"""``a * log(x)``, and 0 where ``x == 0``."""
+nonzero: Primitive = Primitive(
+    "nonzero",
+    impl=lambda x: 0.0 if x == 0 else 1.0,
+    vjp=lambda g, out, x: (None,),
+    jvp=lambda dxs, out, x: None,
+)
+"""``1.0``, or ``0.0`` where ``x == 0``."""
 
 
 def _add_tangents(a: Any, b: Any) -> Any:

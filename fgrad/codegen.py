@@ -19,7 +19,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import arith, ops
-from .core import Expr, Primitive, Trace
+from .batchgen import compile_batched
+from .core import Expr, Primitive, Trace, _is_array
 
 __all__ = ["GuardFailed", "compile_trace"]
 
@@ -135,6 +136,7 @@ def compile_trace(
 
     cse: dict[tuple[Any, ...], Ref] = {}
     program: list[tuple[Any, ...]] = []
+    batched: set[str] = set()  # registers holding a batch (vmap's numpy backend)
     for i, node in enumerate(tape):
         prim = node.prim
         if not needed[i]:
@@ -145,16 +147,25 @@ def compile_trace(
             if alias is not None:
                 refs[i] = alias
             else:
-                key = (id(prim), tuple((k, v if k == "var" else (type(v), repr(v))) for k, v in args))
+                key = (id(prim), tuple((k, v if k == "var" else _const_key(v)) for k, v in args))
                 if key not in cse:
                     cse[key] = ("var", f"v{i}")
                     program.append(("op", f"v{i}", prim, args))
+                    if _is_array(node.value):
+                        batched.add(f"v{i}")
                 refs[i] = cse[key]
         for op, x, y, result in guards_at.get(i, ()):
             program.append(("guard", op, ref(x), ref(y), result))
     returns = [ref(o) for o in outs]
     program = _fuse_masks(program, returns)
     n_ops = sum(1 for ins in program if ins[0] == "op")
+    if batched:
+        header = (f"def compiled(leaves):  # jit: {len(inputs)} inputs, {n_ops} operations "
+                  f"({len(batched)} over the batch), {len(seen_guards)} guards")
+        run, source = compile_batched(
+            program, returns, len(inputs), batched, header, _MASK, GuardFailed, _safe_name(fname)
+        )
+        return run, source, len(seen_guards)
     if n_ops <= max_compiled_ops:
         program, returns = _reuse_names(program, returns)
     source = _source(program, returns, len(inputs), n_ops, len(seen_guards), fname)
@@ -312,6 +323,12 @@ def _source(
 
 def _dot(ws: tuple[Any, ...], xs: tuple[Any, ...], start: Any) -> Any:
     return builtins.sum(map(operator.mul, ws, xs), start)
+
+
+def _const_key(x: Any) -> Any:
+    """Constants equal for CSE: numbers by type and repr, others by identity
+    (an array's repr elides its middle)."""
+    return (type(x), repr(x)) if type(x) in (float, int) else ("id", id(x))
 
 
 def _is_literal(x: Any) -> bool:

@@ -30,6 +30,7 @@ __all__ = [
     "new_trace",
     "EscapedNodeError",
     "Number",
+    "Unbatchable",
 ]
 
 Number = float | int
@@ -39,8 +40,23 @@ class EscapedNodeError(ValueError):
     """A node was used after the transform that created it had returned."""
 
 
-class TraceGuardError(TypeError):
-    """A traced value was turned into a plain number where that is not allowed."""
+class Unbatchable(Exception):
+    """A function traced on a batch (vmap's numpy backend) did something that
+    needs one example at a time: vmap catches it and runs its loop instead."""
+
+
+def _is_array(x: Any) -> bool:
+    return type(x).__name__ == "ndarray" and type(x).__module__ == "numpy"
+
+
+def _vectorized(prim: Primitive, values: Any, error: Exception) -> Any:
+    """``prim``'s impl failed on ``values``: on a batch, use its numpy
+    implementation (or give up batching); on numbers, the error stands."""
+    if not any(map(_is_array, values)):
+        raise error
+    if prim.vectorized is None:
+        raise Unbatchable(f"primitive {prim.name!r} has no vectorized implementation")
+    return prim.vectorized(*values)
 
 
 class Trace:
@@ -52,7 +68,7 @@ class Trace:
     frees the graph.
     """
 
-    __slots__ = ("level", "tape", "live", "name", "in_tree", "guards", "concrete_ok")
+    __slots__ = ("level", "tape", "live", "name", "in_tree", "guards", "concrete_ok", "batched")
 
     def __init__(self, level: int, name: str) -> None:
         self.level = level
@@ -64,6 +80,9 @@ class Trace:
         # there, and ``float()`` of its nodes is refused.
         self.guards: list[Any] | None = None
         self.concrete_ok = True
+        # vmap sets ``batched`` on the traces open when it traces a batch:
+        # their reverse passes sum shared values' cotangents over the batch.
+        self.batched = False
 
     def __repr__(self) -> str:
         state = "live" if self.live else "closed"
@@ -113,6 +132,9 @@ class Expr:
     """
 
     __tree_leaf__: ClassVar[bool] = True  # a node is a leaf of pytrees
+    # numpy defers to the node's operators (array * node is a node, not an
+    # array of nodes): vmap's numpy backend mixes batches and nodes.
+    __array_ufunc__: ClassVar[None] = None
 
     value: Any
     prim: Primitive | None
@@ -123,38 +145,10 @@ class Expr:
     # Arithmetic operators (+ - * / ** unary - abs) are installed by
     # fgrad.arith, which declares the primitives they bind (see _binop).
 
-    # Comparisons and conversions look at the concrete value ------------------
-    def __lt__(self, other: Any) -> bool:
-        return _compare("<", self, other)
-
-    def __le__(self, other: Any) -> bool:
-        return _compare("<=", self, other)
-
-    def __gt__(self, other: Any) -> bool:
-        return _compare(">", self, other)
-
-    def __ge__(self, other: Any) -> bool:
-        return _compare(">=", self, other)
-
-    def __eq__(self, other: object) -> bool:
-        return _compare("==", self, other)
-
-    def __ne__(self, other: object) -> bool:
-        return _compare("!=", self, other)
+    # Comparisons, truth tests and float()/int()/format() look at the
+    # concrete value and are guarded under jit: fgrad.guards installs them.
 
     __hash__ = None  # type: ignore[assignment]
-
-    def __bool__(self) -> bool:
-        return _compare("!=", self, 0.0)
-
-    def __float__(self) -> float:
-        return float(concrete(self, "float()"))
-
-    def __int__(self) -> int:
-        return int(concrete(self, "int()"))
-
-    def __format__(self, spec: str) -> str:
-        return format(concrete(self, "format()"), spec)  # f"{x:.3f}" shows the value
 
     def __repr__(self) -> str:
         op = self.prim.name if self.prim is not None else "input"
@@ -216,6 +210,10 @@ class Primitive:
         products: the vjp may give a cotangent as a pair ``(a, b)`` meaning
             ``a * b``; the reverse pass multiplies late, fusing the pairs
             that reach one node into a single ``dot`` (``fg.dot`` does this).
+        vectorized: the same function on numpy arrays, elementwise, for
+            vmap's numpy backend (used where ``impl`` fails on arrays).
+            Without it, a vmap under jit that meets the primitive loops
+            over the examples instead.
 
     Rules must be written with fgrad operations (operators, ``fg.exp`` ...)
     rather than ``math``: under nested transforms their arguments are nodes,
@@ -235,7 +233,7 @@ class Primitive:
     0.693147
     """
 
-    __slots__ = ("name", "impl", "vjp", "jvp", "products")
+    __slots__ = ("name", "impl", "vjp", "jvp", "products", "vectorized")
 
     def __init__(
         self,
@@ -245,10 +243,11 @@ class Primitive:
         jvp: Callable[..., Any] | None = None,
         *,
         products: bool = False,
+        vectorized: Callable[..., Any] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"Primitive: name must be a non-empty string, got {name!r}")
-        for label, rule in (("impl", impl), ("vjp", vjp), ("jvp", jvp)):
+        for label, rule in (("impl", impl), ("vjp", vjp), ("jvp", jvp), ("vectorized", vectorized)):
             if rule is not None and not callable(rule):
                 raise TypeError(f"Primitive {name!r}: {label} must be callable, got {rule!r}")
         self.name = name
@@ -256,6 +255,7 @@ class Primitive:
         self.vjp = vjp
         self.jvp = jvp
         self.products = products
+        self.vectorized = vectorized
 
     def __call__(self, *args: Any) -> Any:
         if len(args) == 1:
@@ -267,7 +267,10 @@ class Primitive:
                 tape = t.tape
                 if t.level == 1 and tape is not None:
                     node = _new(Expr)
-                    value = self.impl(x.value)
+                    try:
+                        value = self.impl(x.value)
+                    except (TypeError, ValueError) as e:
+                        value = _vectorized(self, (x.value,), e)
                     if DEBUG_NANS and value != value:
                         nan_found(self, (x,), "")
                     _set_value(node, value)
@@ -295,7 +298,10 @@ def bind(prim: Primitive, *args: Any) -> Any:
                 elif t.level == top.level:
                     raise _mixed(t, top)
     if top is None:
-        value = prim.impl(*args)
+        try:
+            value = prim.impl(*args)
+        except (TypeError, ValueError) as e:
+            value = _vectorized(prim, args, e)
         if DEBUG_NANS and value != value:
             nan_found(prim, args, "")
         return value
@@ -305,7 +311,10 @@ def bind(prim: Primitive, *args: Any) -> Any:
         # The outermost trace: every node argument is one of its own and all
         # values are plain numbers, so skip the recursion.
         values = [a.value if type(a) is Expr else a for a in args]
-        value = prim.impl(*values)
+        try:
+            value = prim.impl(*values)
+        except (TypeError, ValueError) as e:
+            value = _vectorized(prim, values, e)
         if DEBUG_NANS and value != value:
             nan_found(prim, args, "")
         return make_node(top, value, prim, args)
@@ -340,7 +349,7 @@ def _binop(prim: Primitive, reflected: bool) -> Callable[[Any, Any], Any]:
             if other.trace is not t:
                 return bind(prim, other, self) if reflected else bind(prim, self, other)
             vo = other.value
-        elif type(other) is float or type(other) is int or _is_number(other):
+        elif type(other) is float or type(other) is int or _is_number(other) or _is_array(other):
             vo = other
         else:
             return NotImplemented
@@ -349,12 +358,16 @@ def _binop(prim: Primitive, reflected: bool) -> Callable[[Any, Any], Any]:
         if type(vs) is Expr or type(vo) is Expr or tape is None:
             return bind(prim, other, self) if reflected else bind(prim, self, other)
         node = _new(Expr)
-        if reflected:
-            value = impl(vo, vs)
-            _set_args(node, (other, self))
-        else:
-            value = impl(vs, vo)
-            _set_args(node, (self, other))
+        try:
+            if reflected:
+                value = impl(vo, vs)
+                _set_args(node, (other, self))
+            else:
+                value = impl(vs, vo)
+                _set_args(node, (self, other))
+        except (TypeError, ValueError) as e:
+            value = _vectorized(prim, (vo, vs) if reflected else (vs, vo), e)
+            _set_args(node, (other, self) if reflected else (self, other))
         if DEBUG_NANS and value != value:
             nan_found(prim, node.args, "")
         _set_value(node, value)
@@ -368,65 +381,10 @@ def _binop(prim: Primitive, reflected: bool) -> Callable[[Any, Any], Any]:
     return op
 
 
-# Comparisons -----------------------------------------------------------------
-
-_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-    "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-}
-
-
-def _compare(op: str, x: Any, y: Any) -> bool:
-    if not (type(y) is Expr or _is_number(y)):
-        return NotImplemented  # type: ignore[no-any-return]
-    result = bool(_COMPARE[op](_peel(x), _peel(y)))
-    guarded = _guarding_trace(x) or _guarding_trace(y)
-    if guarded is not None and guarded.guards is not None:
-        # Record the operands as they are at the guarding trace's level, so
-        # a comparison made under nested transforms guards on jit's values.
-        guarded.guards.append((op, _at_level(x, guarded), _at_level(y, guarded), result))
-    return result
-
-
-def _guarding_trace(x: Any) -> Trace | None:
-    while type(x) is Expr:
-        if x.trace.guards is not None and x.trace.live:
-            return x.trace
-        x = x.value
-    return None
-
-
-def _at_level(x: Any, trace: Trace) -> Any:
-    while type(x) is Expr and x.trace.level > trace.level:
-        x = x.value
-    return x
-
-
 def _peel(x: Any) -> Any:
     while type(x) is Expr:
         x = x.value
     return x
-
-
-def concrete(x: Any, what: str = "the value") -> Any:
-    """The float under any levels of nodes; refused inside jit tracing."""
-    node = x
-    while type(node) is Expr:
-        if not node.trace.concrete_ok and node.trace.live:
-            raise TraceGuardError(
-                f"{what} of a traced value inside {node.trace.name}: jit compiles "
-                "the function once and replays it on new inputs, so a plain "
-                "number taken from a traced value would be frozen into the "
-                "compiled code. Keep computing with fgrad operations, or mark "
-                "the argument static with static_argnums, or call the function "
-                "without jit."
-            )
-        node = node.value
-    return node
 
 
 # NaN debugging: the switch is read here on every operation; fgrad.debug holds

@@ -4,6 +4,10 @@ Run ``python -m fgrad.demo`` (or ``python examples/moons.py``). It trains
 full-batch with SGD at learning rate ``1 - 0.9 k / steps`` for ``steps`` steps,
 shows progress, prints the final loss, accuracy, nodes per step and time, and
 draws the decision boundary (a PNG with matplotlib, else characters).
+
+``--vmap`` writes the loss for one example and maps it over the batch with
+``fg.vmap`` under ``fg.jit``: with numpy installed (``fgrad[numpy]``) the
+compiled step runs each operation once over the whole batch.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ from typing import Any, TextIO
 from . import optim
 from .datasets import moons
 from .graph import count_nodes
+from .jit import jit
 from .nn import MLP, STYLES
 from .ops import dot, mean, relu
 from .ops import sum as fsum
 from .transforms import trace, value_and_grad
 from .tree import tree_leaves
+from .vmap import vmap
 
 Example = tuple[float, float]
 
@@ -50,6 +56,21 @@ def loss(model: MLP, xs: Sequence[Example], ys: Sequence[float]) -> tuple[Any, t
         data_loss = mean([relu(1 - y * s) for y, s in zip(ys, scores)])
         penalty = 1e-4 * dot(params, params)
     return data_loss + penalty, tuple(scores)
+
+
+def example_loss(model: MLP, x: Example, y: float) -> Any:
+    """The max-margin loss of ONE example: ``relu(1 - y * score)``."""
+    return relu(1 - y * model(x))
+
+
+def vmap_loss(model: MLP, xs: Sequence[Example], ys: Sequence[float]) -> Any:
+    """:func:`loss` (fused style) written per example and mapped with vmap."""
+    params = tree_leaves(model)
+    return mean(vmap(example_loss, in_axes=(None, 0, 0))(model, xs, ys)) + 1e-4 * dot(params, params)
+
+
+def vmap_scores(model: MLP, xs: Sequence[Example]) -> Any:
+    return vmap(lambda m, x: m(x), in_axes=(None, 0))(model, xs)
 
 
 def accuracy(scores: Sequence[float], ys: Sequence[float]) -> float:
@@ -82,11 +103,21 @@ def train(
     ys: Sequence[float],
     steps: int = 100,
     progress: TextIO | None = None,
+    vmap: bool = False,
 ) -> Result:
-    """Full-batch SGD on the max-margin loss; returns the trained model."""
+    """Full-batch SGD on the max-margin loss; returns the trained model.
+    With ``vmap``, the loss is :func:`vmap_loss` under jit (data static)."""
     opt = optim.sgd(learning_rate(steps))
     state = opt.init(model)
     step = value_and_grad(loss, has_aux=True)
+    if vmap:
+        xs, ys = tuple(tuple(x) for x in xs), tuple(ys)  # type: ignore[misc]  # static: hashable
+        grad_step = jit(value_and_grad(vmap_loss), static_argnums=(1, 2))
+        predict = jit(vmap_scores, static_argnums=1)
+
+        def step(model: MLP, xs: Any, ys: Any) -> Any:
+            value, grads = grad_step(model, xs, ys)
+            return (value, predict(model, xs)), grads
     losses = []
     acc = 0.0
     start = time.perf_counter()
@@ -171,6 +202,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> Result
     p.add_argument("--style", choices=STYLES, default="fused", help="graph style (default fused)")
     p.add_argument("--fused", dest="style", action="store_const", const="fused", help="= --style fused")
     p.add_argument("--binary", dest="style", action="store_const", const="binary", help="= --style binary")
+    p.add_argument("--vmap", action="store_true",
+                   help="write the loss per example with fg.vmap, under fg.jit (fast with fgrad[numpy])")
     p.add_argument("--out", default="moons.png", help="PNG path for the boundary (default moons.png)")
     p.add_argument("--no-plot", action="store_true", help="draw nothing")
     args = p.parse_args(argv)
@@ -181,9 +214,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> Result
     model = MLP.init([2, 16, 16, 1], seed=args.seed, style=args.style)
     out.write(
         f"two moons: {len(xs)} examples, MLP 2-16-16-1 ({len(tree_leaves(model))} parameters), "
-        f"{args.style} graph, {args.steps} SGD steps\n"
+        f"{'vmap under jit, ' if args.vmap else ''}{args.style} graph, {args.steps} SGD steps\n"
     )
-    result = train(model, xs, ys, args.steps, progress=out)
+    result = train(model, xs, ys, args.steps, progress=out, vmap=args.vmap)
     out.write(
         f"final loss {result.losses[-1]:.6f}, accuracy {result.accuracy:.1%}, "
         f"{result.nodes_per_step} nodes per step, {result.seconds:.2f} s "

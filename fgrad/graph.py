@@ -12,6 +12,7 @@ from typing import Any
 
 from . import core
 from .arith import dot_p, sum_p
+from .batching import settle
 from .core import Expr, Trace, bind
 from .tree import tree_leaves
 
@@ -54,11 +55,14 @@ def backward(
     # At level 1 every cotangent is a plain number, so contributions are
     # combined by the primitives' impls directly (no bind, same arithmetic).
     eager = trace.level == 1
+    batched = trace.batched  # a vmap traced a batch inside this transform
     for i in range(last, -1, -1):
         g = cts[i]
         if g is None:
             continue
-        if type(g) is list or type(g) is tuple:
+        if batched:
+            cts[i] = g = settle(g, tape[i], _combine)
+        elif type(g) is list or type(g) is tuple:
             cts[i] = g = _combine(g, eager)
         node = tape[i]
         prim = node.prim

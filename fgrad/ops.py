@@ -21,7 +21,9 @@ from .arith import (
     exp,
     log,
     mul,
+    mul_log,
     neg,
+    nonzero,
     pow_,
     pow_const,
     scaled,
@@ -184,6 +186,9 @@ def sum(xs: Iterable[Any]) -> Any:  # noqa: A001 - the maths name, as in numpy
     >>> sum([1.0, 2.0, 3.5])
     6.5
     """
+    whole = getattr(xs, "_fgrad_sum", None)
+    if whole is not None:
+        return whole()  # vmap's batched result: one node
     terms = tuple(xs)
     if not terms:
         return 0.0
@@ -199,7 +204,9 @@ def mean(xs: Iterable[Any]) -> Any:
     terms = tuple(xs)
     if not terms:
         raise ValueError("mean: xs is empty; the mean of no values is undefined")
-    return div(bind(sum_p, *terms), float(len(terms)))
+    whole = getattr(xs, "_fgrad_sum", None)
+    total = whole() if whole is not None else bind(sum_p, *terms)  # one node for vmap's batch
+    return div(total, float(len(terms)))
 
 
 def dot(ws: Iterable[Any], xs: Iterable[Any], bias: Any = None) -> Any:
@@ -250,4 +257,4 @@ PRIMITIVES: dict[str, Primitive] = {
 }
 PRIMITIVES["pow_const"] = pow_const
 PRIMITIVES["stop_gradient"] = stop_gradient_p
-PRIMITIVES.update({"step": step, "sign": sign, "share": share})
+PRIMITIVES.update({"step": step, "sign": sign, "share": share, "mul_log": mul_log, "nonzero": nonzero})

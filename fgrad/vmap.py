@@ -4,12 +4,24 @@
 for every example ``i`` and returns the outputs as a tuple, one per example.
 A mapped argument is a sequence of examples (a list, tuple or PVector of
 pytrees, or anything indexable with a length, such as a numpy array's rows);
-``None`` marks an argument shared by all examples. Because it runs ``f`` on
-each example, vmap composes with every transform (grad, jvp, jit) and with
-itself, in any order.
+``None`` marks an argument shared by all examples. It composes with every
+transform (grad, jvp, jit) and with itself, in any order.
 
-This is the portable path: a vectorised backend that evaluates a jitted
-batch's graph once over arrays is planned on top of the same interface.
+Two backends give the same results (up to the order of summation):
+
+- the loop (always available): ``f`` runs once per example;
+- numpy (``pip install 'fgrad[numpy]'``), under jit: ``f`` is traced ONCE on
+  batched leaves, nodes whose value holds the leaf of every example in a
+  numpy array, so every node of the graph, forward and reverse, is one
+  operation over the whole batch; the cotangents of shared arguments are
+  summed over the batch, and the compiled code is numpy code (dots over
+  the same inputs become matrix products, see ``fgrad.batchgen``).
+
+The numpy backend is used when it can be: under jit, with numpy installed,
+for two or more examples of one structure. A function that needs one
+example at a time (a Python ``if`` on a batched value, a primitive without
+a ``vectorized`` implementation, a vmap nested in a batched one) is traced
+by the loop instead; ``backend="loop"`` asks for the loop always.
 """
 
 from __future__ import annotations
@@ -18,7 +30,21 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["vmap"]
+from . import core
+from .batching import Unbatchable, batch_sum_p, have_numpy, index_p, is_batch, numpy_module, stack_p
+from .core import Expr, _active, _is_number, bind
+from .tree import tree_flatten, tree_leaves, tree_unflatten
+
+__all__ = ["vmap", "Batched"]
+
+BACKENDS = ("auto", "loop")
+
+
+class Batched(tuple):  # type: ignore[type-arg]
+    """vmap's result: a tuple with one output per example. When it was
+    traced as a batch, ``fg.sum`` and ``fg.mean`` of it are one node."""
+
+    _fgrad_sum: Callable[[], Any] | None = None
 
 
 def _axes(in_axes: Any, n: int) -> tuple[int | None, ...]:
@@ -37,7 +63,9 @@ def _axes(in_axes: Any, n: int) -> tuple[int | None, ...]:
     return axes
 
 
-def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: int = 0) -> Callable[..., tuple[Any, ...]]:
+def vmap(
+    f: Callable[..., Any], in_axes: Any = 0, out_axes: int = 0, *, backend: str = "auto"
+) -> Callable[..., tuple[Any, ...]]:
     """Map ``f`` over the examples of its mapped arguments.
 
     Args:
@@ -45,6 +73,8 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: int = 0) -> Callable
         in_axes: ``0`` (every argument is a sequence of examples), ``None``
             (shared), or a tuple with one of those per positional argument.
         out_axes: ``0``: the result is a tuple with one output per example.
+        backend: ``"auto"`` (numpy under jit when it can, see the module
+            doc) or ``"loop"``.
 
     Returns:
         The batched function.
@@ -57,6 +87,8 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: int = 0) -> Callable
     """
     if out_axes != 0 or isinstance(out_axes, bool):
         raise ValueError(f"vmap: out_axes must be 0 (a tuple of per-example outputs), got {out_axes!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"vmap: backend must be one of {BACKENDS}, got {backend!r}")
 
     @functools.wraps(f)
     def batched(*args: Any) -> tuple[Any, ...]:
@@ -77,10 +109,62 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: int = 0) -> Callable
             shown = ", ".join(f"argument {k} has {n}" for k, n in sizes.items())
             raise ValueError(f"vmap: mapped arguments must have the same number of examples: {shown}")
         n = next(iter(sizes.values()))
-        return tuple(f(*_example(args, axes, i)) for i in range(n))
+        if backend == "auto" and n >= 2 and _can_batch():
+            out: Batched | None = _batched_call(f, args, axes, n)
+            if out is not None:
+                return out
+        return Batched(f(*_example(args, axes, i)) for i in range(n))
 
     return batched
 
 
 def _example(args: Sequence[Any], axes: Sequence[int | None], i: int) -> list[Any]:
     return [a if ax is None else a[i] for a, ax in zip(args, axes)]
+
+
+def _can_batch() -> bool:
+    """Under a live jit trace (the outermost), with numpy, not debugging nans."""
+    stack = _active.get()
+    return bool(stack) and stack[0].guards is not None and stack[0].live and not core.DEBUG_NANS \
+        and have_numpy()
+
+
+def _batched_call(f: Callable[..., Any], args: Sequence[Any], axes: Sequence[int | None], n: int) -> Any:
+    """``f`` traced once on batched leaves (see the module doc), or None
+    when the batch cannot be formed or ``f`` needs one example at a time."""
+    np = numpy_module()
+    new_args = []
+    for a, ax in zip(args, axes):
+        if ax is None:
+            if any(map(is_batch, tree_leaves(a))):
+                return None  # a vmap inside a batched one: its own loop
+            new_args.append(a)
+            continue
+        flats = [tree_flatten(a[i]) for i in range(n)]
+        td = flats[0][1]
+        if any(fl[1] != td for fl in flats):
+            return None  # examples of different structures: the loop handles them
+        columns = []
+        for k in range(td.num_leaves):
+            leaves = [fl[0][k] for fl in flats]
+            for x in leaves:
+                if not (type(x) is Expr or _is_number(x)) or is_batch(x):
+                    return None
+            columns.append(bind(stack_p, *leaves))
+        new_args.append(tree_unflatten(td, columns))
+    for t in _active.get():
+        t.batched = True  # their reverse passes sum shared cotangents over the batch
+    try:
+        with np.errstate(all="ignore"):  # IEEE results, as the scalar ops give
+            out = f(*new_args)
+    except Unbatchable:
+        return None
+    outs, out_td = tree_flatten(out)
+    per_leaf = [
+        [bind(index_p, o, i, n) for i in range(n)] if is_batch(o) else [o] * n for o in outs
+    ]
+    result = Batched(tree_unflatten(out_td, [col[i] for col in per_leaf]) for i in range(n))
+    if len(outs) == 1 and out_td.kind == "leaf" and is_batch(outs[0]):
+        batch = outs[0]
+        result._fgrad_sum = lambda: bind(batch_sum_p, batch, n)
+    return result

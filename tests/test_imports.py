@@ -24,8 +24,12 @@ ALLOWED: dict[str, set[str] | None] = {
     "core": set(),
     # the primitives the operators need (add, mul, pow ...), split out of core
     "arith": {"core"},
+    # comparisons and float() of nodes, and jit's guards on them
+    "guards": {"core"},
+    # batches as values: vmap's numpy backend (numpy imported on first use)
+    "batching": {"core", "arith", "ops"},
     "ops": {"core", "arith"},
-    "graph": {"core", "arith", "tree"},
+    "graph": {"core", "arith", "tree", "batching"},
     "transforms": {"core", "graph", "tree"},
     # jvp, jacobians and hessians: the transforms' family, built on grad.
     "jacobians": {"core", "graph", "tree", "transforms"},
@@ -34,7 +38,9 @@ ALLOWED: dict[str, set[str] | None] = {
     # Taylor-mode higher derivatives: its own rules per op, over a traced tape.
     "taylor": {"core", "arith", "ops", "graph", "tree", "transforms"},
     # jit: tracing, guards and the path cache; codegen turns a trace into code.
-    "codegen": {"core", "arith", "ops"},
+    "codegen": {"core", "arith", "ops", "batchgen"},
+    # numpy code for traces holding batches (vmap's numpy backend)
+    "batchgen": {"core", "arith", "ops", "batching"},
     # debug_nans: the API and report; core only reads the switch.
     "debug": {"core"},
     "jit": {"core", "codegen", "tree", "transforms"},
@@ -45,8 +51,8 @@ ALLOWED: dict[str, set[str] | None] = {
     "nn": {"core", "ops", "tree"},
     "optim": {"tree"},
     "datasets": set(),
-    # vmap maps a function over examples; it needs nothing of fgrad.
-    "vmap": set(),
+    # vmap maps a function over examples, as a batch when it can.
+    "vmap": {"core", "tree", "batching"},
     "__init__": _EVERYTHING,
     "demo": _EVERYTHING,
 }

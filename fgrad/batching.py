@@ -1,0 +1,216 @@
+"""Batches as values: the numpy backend of ``vmap`` under ``jit``.
+
+Under jit, :func:`fgrad.vmap` traces the per-example function once on
+*batched* leaves: nodes whose value is a 1-D numpy array holding that leaf
+for every example. Every operation then runs once over the whole batch (a
+primitive's ``vectorized`` implementation), the reverse pass of a transform
+opened outside the vmap sums the cotangents of shared values over the batch
+(:func:`settle`), and jit compiles the graph to numpy code (``fgrad.batchgen``).
+
+A function that cannot run on a batch (a Python branch on a batched value,
+a primitive without a vectorized implementation) raises :class:`Unbatchable`
+while it is traced, and vmap runs its loop instead: the same results.
+
+numpy is imported on first use only: the rest of fgrad works without it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import arith, ops
+from .core import Expr, Primitive, Unbatchable, _peel, bind
+
+__all__ = [
+    "Unbatchable", "numpy_module", "have_numpy", "is_batch", "batch_size",
+    "stack_p", "index_p", "onehot_p", "batch_sum_p", "bcast_p", "vdot_p", "settle",
+]
+
+_np: Any = None
+
+
+def numpy_module(needed_by: str = "the numpy backend") -> Any:
+    """numpy, or an ImportError naming the extra to install."""
+    global _np
+    if _np is None:
+        try:
+            import numpy
+        except ImportError:
+            raise ImportError(
+                f"{needed_by} needs numpy, which is not installed: pip install 'fgrad[numpy]'"
+            ) from None
+        _np = numpy
+        _register()
+    return _np
+
+
+def have_numpy() -> bool:
+    try:
+        numpy_module()
+    except ImportError:
+        return False
+    return True
+
+
+def is_batch(x: Any) -> bool:
+    """Whether ``x`` (a node, under any levels) holds a batch."""
+    return _np is not None and type(_peel(x)) is _np.ndarray
+
+
+def batch_size(x: Any) -> int:
+    return len(_peel(x))
+
+
+# The batch primitives --------------------------------------------------------
+# A scalar where a batch is expected means "the same for every example"
+# (numpy broadcasting), so each impl also accepts one.
+
+
+def _is_array(x: Any) -> bool:
+    return _np is not None and type(x) is _np.ndarray
+
+
+stack_p: Primitive = Primitive(
+    "stack",
+    impl=lambda *xs: _np.array(xs, dtype=float),
+    vjp=lambda g, out, *xs: tuple(index_p(g, i, len(xs)) for i in range(len(xs))),
+    jvp=lambda dxs, out, *xs: bind(stack_p, *(0.0 if d is None else d for d in dxs)),
+)
+"""``stack(x0, ..., x{n-1})``: n scalars (one per example) as a batch."""
+
+index_p: Primitive = Primitive(
+    "index",
+    impl=lambda x, i, n: float(x[i]) if _is_array(x) else x,
+    vjp=lambda g, out, x, i, n: (onehot_p(g, i, n), None, None),
+    jvp=lambda dxs, out, x, i, n: index_p(dxs[0], i, n),
+)
+"""``index(x, i, n)``: example ``i`` of a batch of ``n``."""
+
+
+def _onehot(g: Any, i: int, n: int) -> Any:
+    out = _np.zeros(n)
+    out[i] = g
+    return out
+
+
+onehot_p: Primitive = Primitive(
+    "onehot",
+    impl=_onehot,
+    vjp=lambda g, out, x, i, n: (index_p(g, i, n), None, None),
+    jvp=lambda dxs, out, x, i, n: onehot_p(dxs[0], i, n),
+)
+"""``onehot(g, i, n)``: a batch of ``n`` zeros with ``g`` at example ``i``."""
+
+batch_sum_p: Primitive = Primitive(
+    "batch_sum",
+    impl=lambda x, n: float(x.sum()) if _is_array(x) else x * n,
+    vjp=lambda g, out, x, n: (bcast_p(g, n), None),
+    jvp=lambda dxs, out, x, n: batch_sum_p(dxs[0], n),
+)
+"""``batch_sum(x, n)``: the sum of a batch of ``n`` over its examples."""
+
+bcast_p: Primitive = Primitive(
+    "bcast",
+    impl=lambda x, n: x if _is_array(x) else _np.full(n, x),
+    vjp=lambda g, out, x, n: (batch_sum_p(g, n), None),
+    jvp=lambda dxs, out, x, n: bcast_p(dxs[0], n),
+)
+"""``bcast(x, n)``: a scalar as a batch of ``n`` equal values."""
+
+
+def _vdot_impl(a: Any, b: Any, n: int) -> float:
+    if _is_array(a) and _is_array(b):
+        return float(_np.dot(a, b))
+    return batch_sum_p.impl(a * b, n)  # type: ignore[no-any-return]
+
+
+def _vdot_jvp(dxs: tuple[Any, ...], out: Any, a: Any, b: Any, n: int) -> Any:
+    da, db = dxs[0], dxs[1]
+    left = None if da is None else vdot_p(da, b, n)
+    right = None if db is None else vdot_p(a, db, n)
+    if left is None:
+        return right
+    return left if right is None else left + right
+
+
+vdot_p: Primitive = Primitive(
+    "vdot",
+    impl=_vdot_impl,
+    vjp=lambda g, out, a, b, n: (g * b, g * a, None),
+    jvp=_vdot_jvp,
+)
+"""``vdot(a, b, n)``: the sum over a batch of ``a * b`` (a weight's gradient)."""
+
+
+# The reverse pass across the batch boundary ----------------------------------
+
+
+def settle(items: Any, node: Expr, combine: Any) -> Any:
+    """The cotangent of ``node`` from its contributions (a value, a deferred
+    product or a list of those), in a trace opened outside a batched vmap.
+    Contributions that are batches are summed over the batch when ``node``
+    itself is not one (a value shared by all examples); a deferred product
+    ``(a, b)`` of a batch becomes one ``vdot``."""
+    if is_batch(node.value):
+        return combine(items, False) if type(items) in (list, tuple) else items
+    shared: list[Any] = []
+    per_example: list[Any] = []
+    totals: list[Any] = []
+    n = 0
+    for c in items if type(items) is list else [items]:
+        if type(c) is tuple and (is_batch(c[0]) or is_batch(c[1])):
+            n = batch_size(c[0] if is_batch(c[0]) else c[1])
+            totals.append(bind(vdot_p, c[0], c[1], n))
+        elif type(c) is not tuple and is_batch(c):
+            n = batch_size(c)
+            per_example.append(c)
+        else:
+            shared.append(c)
+    if per_example:
+        total = per_example[0] if len(per_example) == 1 else bind(arith.sum_p, *per_example)
+        totals.append(bind(batch_sum_p, total, n))
+    if shared:
+        totals.append(combine(shared, False))
+    return totals[0] if len(totals) == 1 else bind(arith.sum_p, *totals)
+
+
+# numpy implementations of fgrad's own primitives ----------------------------
+# Only consulted when an impl fails on a batch (``math`` functions and Python
+# branches do); operators, sum and dot already work on arrays.
+
+
+def _relu(x: Any) -> Any:
+    return _np.maximum(x, 0.0)
+
+
+def _sigmoid(x: Any) -> Any:
+    e = _np.exp(-_np.abs(x))  # never overflows
+    return _np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _register() -> None:
+    np = _np
+    table = {
+        arith.div: np.divide,
+        arith.pow_: np.power,
+        arith.pow_const: np.power,
+        arith.exp: np.exp,
+        arith.log: np.log,
+        arith.abs_: np.abs,
+        arith.step: lambda x: (x > 0) * 1.0,
+        arith.sign: np.sign,
+        arith.nonzero: lambda x: (x != 0) * 1.0,
+        arith.mul_log: lambda a, x: np.where(x == 0, 0.0, a * np.log(x)),
+        arith.share: lambda x, y: np.where(x > y, 1.0, np.where(y > x, 0.0, 0.5)),
+        ops.tanh: np.tanh,
+        ops.relu: _relu,
+        ops.sigmoid: _sigmoid,
+        ops.sqrt: np.sqrt,
+        ops.sin: np.sin,
+        ops.cos: np.cos,
+        ops.maximum: np.maximum,
+        ops.minimum: np.minimum,
+    }
+    for prim, fn in table.items():
+        if prim.vectorized is None:
+            prim.vectorized = fn

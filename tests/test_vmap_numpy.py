@@ -1,0 +1,186 @@
+"""vmap's numpy backend: one traced graph over the whole batch, under jit.
+
+Every result is compared with the loop backend (or an eager Python loop) to
+1e-12 relative: the batched code sums in numpy's order, not left to right.
+Sums that cancel (a bias gradient of +-1/n terms) are compared to 1e-15
+absolute, a few ulps of their O(1) terms, since their relative error is
+unbounded in any order.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import fgrad as fg
+from fgrad import batching
+from fgrad.datasets import moons
+from fgrad.demo import loss as demo_loss
+from fgrad.demo import train, vmap_loss
+from fgrad.nn import MLP
+from fgrad.testing import expressions
+
+np = pytest.importorskip("numpy")
+vmap_module = sys.modules["fgrad.vmap"]
+
+
+def close(a, b, rel=1e-12, atol=1e-15):
+    la, lb = fg.tree_leaves(a), fg.tree_leaves(b)
+    assert len(la) == len(lb)
+    for x, y in zip(la, lb):
+        if math.isnan(x) or math.isnan(y):
+            assert math.isnan(x) and math.isnan(y)
+        else:
+            assert abs(x - y) <= rel * max(abs(x), abs(y)) + atol or x == y, (x, y)
+
+
+def example_loss(model, x, y):
+    return fg.relu(1.0 - y * model(x))
+
+
+def loss(backend):
+    def f(model, xs, ys):
+        return fg.mean(fg.vmap(example_loss, in_axes=(None, 0, 0), backend=backend)(model, xs, ys))
+
+    return f
+
+
+def is_batched(jitted, *args):
+    return "over the batch" in jitted.source(*args)
+
+
+def test_the_issue_example_runs_over_the_batch_and_matches_the_loop():
+    xs, ys = moons(40, noise=0.1, seed=3)
+    model = MLP.init([2, 8, 8, 1], seed=3)
+    step = fg.jit(fg.value_and_grad(loss("auto")))
+    got = step(model, xs, ys)
+    assert is_batched(step, model, xs, ys)
+    want = fg.value_and_grad(loss("loop"))(model, xs, ys)
+    close(got, want)
+    close(step(model, xs, ys), want)  # the compiled path, not only the trace
+    assert type(got[1]) is MLP and all(type(g) is float for g in fg.tree_leaves(got[1]))
+
+
+def test_dots_of_a_layer_become_matrix_products():
+    xs, ys = moons(20, noise=0.1, seed=0)
+    model = MLP.init([2, 16, 16, 1], seed=0)
+    step = fg.jit(fg.value_and_grad(loss("auto")))
+    src = step.source(model, xs, ys)
+    # forward: one product per layer; reverse: one per hidden layer's inputs,
+    # and one per layer's weight gradients.
+    assert src.count(" @ ") <= 8
+    close(step(model, xs, ys), fg.value_and_grad(loss("loop"))(model, xs, ys))
+
+
+def test_without_numpy_the_loop_gives_the_same_results(monkeypatch):
+    xs, ys = moons(10, noise=0.1, seed=1)
+    model = MLP.init([2, 4, 1], seed=1)
+    with_numpy = fg.jit(fg.value_and_grad(loss("auto")))(model, xs, ys)
+    monkeypatch.setattr(vmap_module, "have_numpy", lambda: False)
+    step = fg.jit(fg.value_and_grad(loss("auto")))
+    without = step(model, xs, ys)
+    assert not is_batched(step, model, xs, ys)
+    close(with_numpy, without)
+    assert without == fg.value_and_grad(loss("loop"))(model, xs, ys)  # the loop is exact
+
+
+def test_a_missing_numpy_names_the_extra(monkeypatch):
+    monkeypatch.setattr(batching, "_np", None)
+    monkeypatch.setitem(sys.modules, "numpy", None)
+    assert not batching.have_numpy()
+    with pytest.raises(ImportError, match=r"pip install 'fgrad\[numpy\]'"):
+        batching.numpy_module("vmap")
+
+
+def test_a_python_branch_on_a_batched_value_falls_back_to_the_loop():
+    def f(w, x):
+        return w * x if x > 0 else w - x
+
+    g = fg.jit(fg.value_and_grad(lambda w, xs: fg.sum(fg.vmap(f, in_axes=(None, 0))(w, xs))))
+    xs = [1.0, -2.0, 3.0]
+    assert g(2.0, xs) == fg.value_and_grad(lambda w, xs: fg.sum([f(w, x) for x in xs]))(2.0, xs)
+    assert not is_batched(g, 2.0, xs)
+
+
+def test_per_example_gradients_are_not_summed():
+    # grad opened inside the vmap: the gradient of the shared w is per example.
+    xs = [1.0, 2.0, 3.0, 4.0]
+    per_example = fg.jit(fg.vmap(fg.grad(lambda w, x: w * w * x), in_axes=(None, 0)))
+    assert per_example(3.0, xs) == (6.0, 12.0, 18.0, 24.0)
+    assert is_batched(per_example, 3.0, xs)
+    # and summed when grad is outside
+    mapped = fg.vmap(lambda w, x: w * w * x, in_axes=(None, 0))
+    total = fg.jit(fg.grad(lambda w, xs: fg.sum(mapped(w, xs))))
+    assert total(3.0, xs) == 60.0
+
+
+def test_vmap_of_vmap_jvp_and_higher_order_under_jit():
+    grid = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+    inner = fg.vmap(lambda x: fg.tanh(x) * x)
+    got = fg.jit(fg.vmap(inner))(grid)
+    close(got, fg.vmap(fg.vmap(lambda x: fg.tanh(x) * x, backend="loop"), backend="loop")(grid))
+
+    def f(w):
+        return fg.sum(fg.vmap(lambda w, x: fg.sin(w * x), in_axes=(None, 0))(w, [0.5, 1.0, 2.0]))
+
+    close(fg.jit(lambda w: fg.jvp(f, (w,), (1.0,)))(0.3), fg.jvp(f, (0.3,), (1.0,)))
+    close(fg.jit(fg.grad(fg.grad(f)))(0.3), fg.grad(fg.grad(f))(0.3))
+    close(fg.jit(fg.hessian(f))(0.3), fg.hessian(f)(0.3))
+
+
+def test_pytree_examples_and_outputs():
+    examples = [{"a": float(i), "b": [float(i) + 1, 2.0]} for i in range(5)]
+
+    def f(w, e):
+        return {"s": w * e["a"] + e["b"][0], "t": (fg.exp(e["b"][1] * w), w)}
+
+    got = fg.jit(fg.vmap(f, in_axes=(None, 0)))(0.5, examples)
+    close(got, tuple(f(0.5, e) for e in examples))
+    assert isinstance(got[0]["s"], float)
+
+
+def test_a_user_primitive_needs_a_vectorized_implementation_to_be_batched():
+    plain = fg.Primitive("softplus", impl=lambda x: math.log1p(math.exp(x)),
+                         vjp=lambda g, out, x: (g * fg.sigmoid(x),))
+    fast = fg.Primitive("softplus", impl=lambda x: math.log1p(math.exp(x)),
+                        vjp=lambda g, out, x: (g * fg.sigmoid(x),),
+                        vectorized=lambda x: np.log1p(np.exp(x)))
+    xs = [0.5, -1.0, 2.0]
+    for prim, batched in ((plain, False), (fast, True)):
+        mapped = fg.vmap(lambda w, x, p=prim: p(w * x), in_axes=(None, 0))
+        g = fg.jit(fg.grad(lambda w, xs, mapped=mapped: fg.sum(mapped(w, xs))))
+        close(g(1.5, xs), fg.grad(lambda w, p=prim: fg.sum([p(w * x) for x in xs]))(1.5))
+        assert is_batched(g, 1.5, xs) is batched
+
+
+XS = st.lists(st.floats(-2.0, 2.0), min_size=2, max_size=6)
+
+
+@given(expressions(n_inputs=2, max_steps=6), st.floats(-2.0, 2.0), XS)
+def test_random_programs_batched_equal_the_loop(f, w, xs):
+    def total(backend):
+        return lambda w, xs: fg.mean(fg.vmap(f, in_axes=(None, 0), backend=backend)(w, xs))
+
+    got = fg.jit(fg.value_and_grad(total("auto")))(w, xs)
+    want = fg.value_and_grad(total("loop"))(w, xs)
+    close(got, want, rel=1e-11)
+
+
+def test_the_demo_trains_the_same_with_vmap():
+    xs, ys = moons(30, noise=0.1, seed=0)
+    model = MLP.init([2, 16, 16, 1], seed=0)
+    a = train(model, xs, ys, steps=5)
+    b = train(model, xs, ys, steps=5, vmap=True)
+    close(a.losses, b.losses)
+    close(a.model, b.model)
+    want = fg.value_and_grad(lambda m: demo_loss(m, xs, ys)[0])(model)
+    close(fg.value_and_grad(vmap_loss)(model, xs, ys), want)
+
+
+def test_backend_must_be_known():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        fg.vmap(lambda x: x, backend="gpu")
