@@ -11,6 +11,11 @@ learning rate 1 - 0.9 k / 100) in:
     fgrad-jit-*          fg.jit(fg.value_and_grad(loss)) in each style (the
                          data static; trace and compile timed separately)
     fgrad-jit-step-fused the whole step (gradient, sgd update) under one jit
+    fgrad-vmap-jit-*     the loss written for ONE example and mapped with
+                         fg.vmap, under jit: with numpy, each node of the
+                         compiled graph runs once over the whole batch
+    numpy                a hand-written numpy forward/backward of the same
+                         MLP and SGD step (the array-speed reference)
 
 All systems start from micrograd's initial weights on the same data; their
 loss trajectories must agree to 1e-9 before any time is reported. Systems
@@ -19,6 +24,9 @@ medians over repeats of the time per step, and ratios against micrograd as
 shipped and against the fair baseline.
 
     pip install '.[bench]' && python benchmarks/moons.py --steps 5 --repeats 5
+
+(``--steps 100`` times whole training runs; the fast rows need it to rise
+above the clock's and the loop's noise.)
 
 Writes benchmarks/results/moons.md and moons.json (or --out DIR).
 """
@@ -40,7 +48,7 @@ from typing import Any
 import fgrad as fg
 from fgrad import optim
 from fgrad.datasets import moons
-from fgrad.demo import learning_rate, loss, nodes_per_step
+from fgrad.demo import learning_rate, loss, nodes_per_step, vmap_loss
 from fgrad.nn import MLP
 
 SCHEDULE_STEPS = 100  # the seed's schedule is 1 - 0.9 k / 100 whatever --steps is
@@ -105,11 +113,14 @@ def _data_loss(model: MLP, xs: Any, ys: Any) -> Any:
     return loss(model, xs, ys)[0]
 
 
-def fgrad_trainer(style: str, jit: bool = False) -> Callable[..., tuple[MLP, list[float]]]:
+Trainer = Callable[..., tuple[MLP, list[float]]]
+
+
+def fgrad_trainer(style: str, jit: bool = False, vmap: bool = False) -> Trainer:
     """value_and_grad of the loss, eager or under fg.jit (the data static);
     the optimiser runs eagerly on the returned pytrees."""
     opt = optim.sgd(learning_rate(SCHEDULE_STEPS))
-    step = fg.value_and_grad(_data_loss)
+    step = fg.value_and_grad(vmap_loss if vmap else _data_loss)
     if jit:
         step = fg.jit(step, static_argnums=(1, 2))
 
@@ -129,17 +140,18 @@ def fgrad_trainer(style: str, jit: bool = False) -> Callable[..., tuple[MLP, lis
     return run
 
 
-def fgrad_jit_trainer(style: str) -> Callable[..., tuple[MLP, list[float]]]:
+def fgrad_jit_trainer(style: str, vmap: bool = False) -> Callable[..., tuple[MLP, list[float]]]:
     """fg.jit(fg.value_and_grad(loss)) with the data static."""
-    return fgrad_trainer(style, jit=True)
+    return fgrad_trainer(style, jit=True, vmap=vmap)
 
 
-def fgrad_jit_step_trainer(style: str) -> Callable[..., tuple[MLP, list[float]]]:
+def fgrad_jit_step_trainer(style: str, vmap: bool = False) -> Callable[..., tuple[MLP, list[float]]]:
     """The whole training step (value_and_grad, sgd update, apply) under one jit."""
     opt = optim.sgd(learning_rate(SCHEDULE_STEPS))
+    data_loss = vmap_loss if vmap else _data_loss
 
     def train_step(model: MLP, state: Any, xs: Any, ys: Any) -> tuple[MLP, Any, Any]:
-        value, grads = fg.value_and_grad(_data_loss)(model, xs, ys)
+        value, grads = fg.value_and_grad(data_loss)(model, xs, ys)
         updates, state = opt.update(grads, state, model)
         return optim.apply_updates(model, updates), state, value
 
@@ -157,6 +169,44 @@ def fgrad_jit_step_trainer(style: str) -> Callable[..., tuple[MLP, list[float]]]
 
     run.step = step  # type: ignore[attr-defined]
     return run
+
+
+# numpy, by hand ----------------------------------------------------------------
+
+
+def numpy_run(model: MLP, xs: Sequence[Any], ys: Sequence[float], steps: int) -> tuple[float, list[float]]:
+    """The same training, written by hand with numpy arrays; (seconds, losses).
+    Converting the model to arrays happens before the clock starts."""
+    import numpy as np
+
+    layers = [
+        (np.array([list(n.w) for n in layer.neurons]), np.array([n.b for n in layer.neurons]))
+        for layer in model.layers
+    ]
+    x, y = np.array(xs, dtype=float), np.array(ys, dtype=float)
+    schedule = learning_rate(SCHEDULE_STEPS)
+    losses = []
+    start = time.perf_counter()
+    for k in range(steps):
+        acts, pre = [x], []
+        for i, (w, b) in enumerate(layers):
+            z = acts[-1] @ w.T + b
+            pre.append(z)
+            acts.append(np.maximum(z, 0.0) if i < len(layers) - 1 else z)
+        margin = 1.0 - y * acts[-1][:, 0]
+        penalty = sum(float((w * w).sum() + (b * b).sum()) for w, b in layers)
+        losses.append(float(np.maximum(margin, 0.0).mean()) + 1e-4 * penalty)
+        g = (-((margin > 0) * y) / len(y))[:, None]  # d loss / d score
+        lr = schedule(k)
+        new = []
+        for i in range(len(layers) - 1, -1, -1):
+            w, b = layers[i]
+            gw, gb = g.T @ acts[i] + 2e-4 * w, g.sum(axis=0) + 2e-4 * b
+            if i:
+                g = (g @ w) * (pre[i - 1] > 0)
+            new.append((w - lr * gw, b - lr * gb))
+        layers = new[::-1]
+    return time.perf_counter() - start, losses
 
 
 def fgrad_model_from(mg_model: Any, style: str) -> MLP:
@@ -185,12 +235,15 @@ def run_system(
                 gc.enable()
                 gc.collect()
         return time.perf_counter() - start, losses
+    if name == "numpy":
+        return numpy_run(fgrad_model_from(mg, "fused"), xs, ys, steps)
     style = name.rsplit("-", 1)[1]
     model = fgrad_model_from(mg, style)
+    vmap = "-vmap-" in name
     if "-jit-step-" in name:
-        run = fgrad_jit_step_trainer(style)
+        run = fgrad_jit_step_trainer(style, vmap)
     elif "-jit-" in name:
-        run = fgrad_jit_trainer(style)
+        run = fgrad_jit_trainer(style, vmap)
     else:
         run = fgrad_trainer(style)
     if "-jit-" in name:
@@ -206,13 +259,15 @@ def run_system(
 
 SYSTEMS = (
     "micrograd", "micrograd-gc-paused", "fgrad-binary", "fgrad-fused", "fgrad-jit-binary", "fgrad-jit-fused",
-    "fgrad-jit-step-fused",
+    "fgrad-jit-step-fused", "fgrad-vmap-jit-fused", "fgrad-vmap-jit-step-fused", "numpy",
 )
 
 
-def compile_seconds(style: str, seed: int, xs: Sequence[Any], ys: Sequence[float]) -> float:
+def compile_seconds(
+    style: str, seed: int, xs: Sequence[Any], ys: Sequence[float], vmap: bool = False
+) -> float:
     """Time of the first jitted call: trace plus compile."""
-    run = fgrad_jit_trainer(style)
+    run = fgrad_jit_trainer(style, vmap)
     model = fgrad_model_from(micrograd_model(seed), style)
     start = time.perf_counter()
     run(model, xs, ys, 1)
@@ -263,8 +318,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for style in ("binary", "fused"):
         nodes[f"fgrad-{style}"] = nodes_per_step(fgrad_model_from(mg0, style), xs, ys)
         nodes[f"fgrad-jit-{style}"] = nodes[f"fgrad-{style}"]
-    nodes["fgrad-jit-step-fused"] = nodes["fgrad-fused"]
+    for name in ("fgrad-jit-step-fused", "fgrad-vmap-jit-fused", "fgrad-vmap-jit-step-fused"):
+        nodes[name] = nodes["fgrad-fused"]
+    nodes["numpy"] = 0
     compile_s = {f"fgrad-jit-{s}": compile_seconds(s, args.seed, xs, ys) for s in ("binary", "fused")}
+    compile_s["fgrad-vmap-jit-fused"] = compile_seconds("fused", args.seed, xs, ys, vmap=True)
 
     median = {n: statistics.median(t) for n, t in times.items()}
     rows = []
@@ -308,9 +366,10 @@ def to_markdown(result: dict[str, Any]) -> str:
     ]
     for r in result["rows"]:
         compile_s = f"{r['trace_compile_s']:.2f} s" if r.get("trace_compile_s") is not None else ""
+        nodes = f"{r['nodes_per_step']:,}" if r["nodes_per_step"] else ""
         lines.append(
             f"| {r['system']} | {r['ms_per_step']:.2f} | {r['x_vs_micrograd']:.1f} | "
-            f"{r['x_vs_gc_paused']:.1f} | {r['nodes_per_step']:,} | {compile_s} |"
+            f"{r['x_vs_gc_paused']:.1f} | {nodes} | {compile_s} |"
         )
     return "\n".join(lines)
 

@@ -10,11 +10,17 @@ one at a time would cost a numpy call per weight; they are grouped here:
   product: ``Z = W @ X`` and each dot a row of ``Z``;
 - ``vdot(a, b)`` (a shared weight's gradient, summed over the batch)
   become one product ``A @ B.T`` read back as floats;
-- ``batch_sum(g)`` (a shared bias's gradient) become one row-sum.
+- ``batch_sum(g)`` (a shared bias's gradient) become one row-sum;
+- elementwise statements over the rows of one matrix (the relus of a layer,
+  the masks of their reverse pass) become one statement over the matrix.
 
-A group is emitted where its first result is needed, which is after every
-member's inputs exist. The sums run in numpy's order, not left to right:
-results agree with the scalar program to rounding (tested to 1e-12).
+Elementwise statements wait until something else needs them, and are then
+emitted level by level (each level's statements only use earlier ones), so
+that rows of one matrix meet in one statement. A group is emitted where its
+first result is needed, which is after every member's inputs exist.
+
+The sums run in numpy's order, not left to right: results agree with the
+scalar program to rounding (tested to 1e-12).
 """
 
 from __future__ import annotations
@@ -73,6 +79,10 @@ class _Emitter:
         # group can keep growing (a relu between two dots of one layer).
         self.deferred: list[tuple[Any, ...]] = []
         self.waiting: set[str] = set()
+        # Registers that are row j of a matrix of k rows; "virtual" ones are
+        # only written out (``v = M[j]``) if something reads them singly.
+        self.homes: dict[str, tuple[str, int, int]] = {}
+        self.virtual: set[str] = set()
         self.fresh = 0
 
     # -- names --------------------------------------------------------------
@@ -84,6 +94,10 @@ class _Emitter:
 
     def text(self, r: Ref) -> str:
         if r[0] == "var":
+            if r[1] in self.virtual:
+                self.virtual.discard(r[1])
+                m, j, _ = self.homes[r[1]]
+                self.put(f"{r[1]} = {m}[{j}]")
             return str(r[1])
         x = r[1]
         if type(x) is float and x == x and abs(x) != float("inf"):
@@ -107,6 +121,12 @@ class _Emitter:
 
     def stack(self, refs: tuple[Ref, ...]) -> str:
         """The (len(refs), batch) matrix of batched registers, made once."""
+        homes = [self.homes.get(r[1]) if r[0] == "var" else None for r in refs]
+        h0 = homes[0]
+        if h0 is not None and h0[2] == len(refs) and all(
+            h is not None and h[0] == h0[0] and h[1] == j for j, h in enumerate(homes)
+        ):
+            return h0[0]  # the rows of a matrix, in order: the matrix itself
         key = tuple(map(_key, refs))
         name = self.stacks.get(key)
         if name is None:
@@ -117,7 +137,9 @@ class _Emitter:
     # -- statements ---------------------------------------------------------
     def emit(self, ins: tuple[Any, ...], mask: Primitive) -> None:
         used = ins[3] if ins[0] == "op" else ins[2:4]
-        if any(r[0] == "var" and (r[1] in self.pending or r[1] in self.waiting) for r in used):
+        if self.elementwise(ins) or any(
+            r[0] == "var" and (r[1] in self.pending or r[1] in self.waiting) for r in used
+        ):
             if not self.groupable(ins):
                 self.deferred.append(ins)
                 if ins[0] == "op":
@@ -135,6 +157,9 @@ class _Emitter:
         if prim is vdot_p:
             return self.is_b(args[0]) and self.is_b(args[1])
         return prim is batch_sum_p and self.is_b(args[0])
+
+    def elementwise(self, ins: tuple[Any, ...]) -> bool:
+        return ins[0] == "op" and ins[1] in self.batched and ins[2] not in _NOT_ELEMENTWISE
 
     def emit_now(self, ins: tuple[Any, ...], mask: Primitive) -> None:
         if ins[0] == "guard":
@@ -155,7 +180,9 @@ class _Emitter:
         self.put(f"{var} = {self.expression(prim, args, var in self.batched, mask)}")
 
     def expression(self, prim: Primitive, args: tuple[Ref, ...], batch: bool, mask: Primitive) -> str:
-        t = [self.text(a) for a in args]
+        return self.formula(prim, [self.text(a) for a in args], batch, mask)
+
+    def formula(self, prim: Primitive, t: list[str], batch: bool, mask: Primitive) -> str:
         if prim is arith.add or prim is arith.sub or prim is arith.mul:
             return f"{t[0]} {'+' if prim is arith.add else '-' if prim is arith.sub else '*'} {t[1]}"
         if prim is arith.neg:
@@ -224,10 +251,87 @@ class _Emitter:
     def flush_all(self, mask: Primitive) -> None:
         for kind in ("dot", "vdot", "sum"):
             self.flush(kind)
-        deferred, self.deferred = self.deferred, []
+        remaining, self.deferred = self.deferred, []
         self.waiting.clear()
-        for ins in deferred:
-            self.emit_now(ins, mask)
+        while remaining:  # level by level: a level uses only earlier levels
+            later_vars = {ins[1] for ins in remaining if ins[0] == "op"}
+            ready, later = [], []
+            for ins in remaining:
+                used = ins[3] if ins[0] == "op" else ins[2:4]
+                blocked = any(r[0] == "var" and r[1] in later_vars for r in used)
+                (later if blocked else ready).append(ins)
+            buckets: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
+            for ins in ready:
+                if self.elementwise(ins):
+                    buckets.setdefault(self.row_key(ins), []).append(ins)
+                else:
+                    self.emit_now(ins, mask)
+            for key, members in buckets.items():
+                if not self.emit_rows(key, members, mask):
+                    for ins in members:
+                        self.emit_now(ins, mask)
+            remaining = later
+
+    def row_key(self, ins: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Statements with equal keys can run as one over matrix rows: the
+        same primitive, and per argument the same matrix (rows), the same
+        batch (broadcast), or a scalar (stacked into a column)."""
+        key: list[Any] = [ins[2]]
+        for r in ins[3]:
+            if r[0] == "var" and r[1] in self.homes:
+                key.append(("m", self.homes[r[1]][0]))
+            elif self.is_b(r):
+                key.append(("b", _key(r)))
+            else:
+                key.append(("s",))
+        return tuple(key)
+
+    def emit_rows(self, key: tuple[Any, ...], members: list[tuple[Any, ...]], mask: Primitive) -> bool:
+        if len(members) < 2:
+            return False
+        kinds = key[1:]
+        n = len(members)
+        matrices = [p for p, k in enumerate(kinds) if k[0] == "m"]
+        perms: dict[int, list[int]] = {}
+        if matrices:
+            # Members in the row order of the first matrix argument; other
+            # matrices may hold their rows in another order (the reverse pass
+            # visits a layer's neurons backwards): read them permuted.
+            if any(self.homes[members[0][3][p][1]][2] != n for p in matrices):
+                return False
+            first = matrices[0]
+            members = sorted(members, key=lambda ins: self.homes[ins[3][first][1]][1])
+            for p in matrices:
+                rows = [self.homes[ins[3][p][1]][1] for ins in members]
+                if sorted(rows) != list(range(n)):
+                    return False
+                perms[p] = rows
+        texts = []
+        for p, k in enumerate(kinds):
+            if k[0] == "m":
+                rows = perms[p]
+                if rows == list(range(n)):
+                    texts.append(k[1])
+                elif rows == list(range(n - 1, -1, -1)):
+                    texts.append(f"{k[1]}[::-1]")
+                else:
+                    texts.append(f"{k[1]}[[{', '.join(map(str, rows))}]]")
+            elif k[0] == "b":
+                texts.append(self.text(members[0][3][p]))
+            else:
+                column = [self.text(ins[3][p]) for ins in members]
+                if len(set(column)) == 1:
+                    texts.append(column[0])
+                else:
+                    c = self.temp()
+                    self.put(f"{c} = ARRAY(({''.join(x + ', ' for x in column)}))[:, None]")
+                    texts.append(c)
+        out = self.temp()
+        self.put(f"{out} = {self.formula(key[0], texts, True, mask)}")
+        for j, ins in enumerate(members):
+            self.homes[ins[1]] = (out, j, len(members))
+            self.virtual.add(ins[1])
+        return True
 
     def emit_dots(self, batch_half: tuple[Ref, ...], members: list[Any]) -> None:
         x = self.stack(batch_half)
@@ -238,7 +342,8 @@ class _Emitter:
             biases = "".join((self.text(b) if b is not None else "0.0") + ", " for _, _, b in members)
             self.put(f"{z} += ARRAY(({biases}))[:, None]")
         for k, (var, _, _) in enumerate(members):
-            self.put(f"{var} = {z}[{k}]")
+            self.homes[var] = (z, k, len(members))
+            self.virtual.add(var)
             self.pending.pop(var, None)
 
     def emit_vdots(self, vdots: list[tuple[str, Ref, Ref]]) -> None:
@@ -273,3 +378,6 @@ def _key(r: Ref) -> Any:
     """A hashable stand-in for a ref: constants other than numbers (arrays)
     by identity."""
     return r if r[0] == "var" or type(r[1]) in (float, int) else ("const", id(r[1]))
+
+
+_NOT_ELEMENTWISE = frozenset({arith.dot_p, vdot_p, batch_sum_p, stack_p, index_p, bcast_p})
