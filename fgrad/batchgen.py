@@ -255,7 +255,8 @@ class _Emitter:
         self.waiting.clear()
         while remaining:  # level by level: a level uses only earlier levels
             later_vars = {ins[1] for ins in remaining if ins[0] == "op"}
-            ready, later = [], []
+            ready: list[tuple[Any, ...]] = []
+            later: list[tuple[Any, ...]] = []
             for ins in remaining:
                 used = ins[3] if ins[0] == "op" else ins[2:4]
                 blocked = any(r[0] == "var" and r[1] in later_vars for r in used)
@@ -347,22 +348,37 @@ class _Emitter:
             self.pending.pop(var, None)
 
     def emit_vdots(self, vdots: list[tuple[str, Ref, Ref]]) -> None:
-        if not vdots:
-            return
-        lefts = list({_key(a): a for _, a, _ in vdots}.values())
-        rights = list({_key(b): b for _, _, b in vdots}.values())
-        if len(lefts) * len(rights) > 2 * len(vdots) + 8:  # sparse: one at a time
-            for var, a, b in vdots:
-                self.put(f"{var} = float(DOT({self.text(a)}, {self.text(b)}))")
+        """One product per pair of source matrices: ``A @ B.T`` holds every
+        ``vdot(a_i, b_j)`` of a layer's weights."""
+        blocks: dict[tuple[Any, Any], list[tuple[str, Ref, Ref]]] = {}
+        for v in vdots:
+            blocks.setdefault((self.source(v[1]), self.source(v[2])), []).append(v)
+        for block in blocks.values():
+            lefts = self.in_row_order({_key(a): a for _, a, _ in block}.values())
+            rights = self.in_row_order({_key(b): b for _, _, b in block}.values())
+            if len(lefts) * len(rights) > 2 * len(block) + 8:  # sparse: one at a time
+                for var, a, b in block:
+                    self.put(f"{var} = float(DOT({self.text(a)}, {self.text(b)}))")
+                    self.pending.pop(var, None)
+                continue
+            m = self.temp()
+            self.put(f"{m} = ({self.stack(tuple(lefts))} @ {self.stack(tuple(rights))}.T).tolist()")
+            li = {_key(r): i for i, r in enumerate(lefts)}
+            ri = {_key(r): i for i, r in enumerate(rights)}
+            for var, a, b in block:
+                self.put(f"{var} = {m}[{li[_key(a)]}][{ri[_key(b)]}]")
                 self.pending.pop(var, None)
-            return
-        m = self.temp()
-        self.put(f"{m} = ({self.stack(tuple(lefts))} @ {self.stack(tuple(rights))}.T).tolist()")
-        li = {_key(r): i for i, r in enumerate(lefts)}
-        ri = {_key(r): i for i, r in enumerate(rights)}
-        for var, a, b in vdots:
-            self.put(f"{var} = {m}[{li[_key(a)]}][{ri[_key(b)]}]")
-            self.pending.pop(var, None)
+
+    def source(self, r: Ref) -> Any:
+        """The matrix a register is a row of, or the register itself."""
+        home = self.homes.get(r[1]) if r[0] == "var" else None
+        return ("m", home[0]) if home is not None else _key(r)
+
+    def in_row_order(self, refs: Any) -> list[Ref]:
+        out: list[Ref] = list(refs)
+        if all(r[0] == "var" and r[1] in self.homes for r in out):
+            out.sort(key=lambda r: self.homes[r[1]][1])
+        return out
 
     def emit_sums(self, sums: list[tuple[str, Ref]]) -> None:
         if not sums:

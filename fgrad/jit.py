@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import numbers
+import operator
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
@@ -34,6 +35,7 @@ from .codegen import GuardFailed, compile_trace
 from .core import _active, make_node, new_trace
 from .transforms import lower
 from .tree import TreeDef, tree_flatten, tree_paths, tree_unflatten
+from .treegen import flattener, unflattener
 
 __all__ = ["jit", "Jitted", "CacheInfo"]
 
@@ -54,12 +56,33 @@ class CacheInfo(NamedTuple):
     entries: int
 
 
+class _Key:
+    """A cache key hashed once: static data (a dataset passed as a tuple)
+    can take longer to hash than the compiled step takes to run, and a call
+    looks the key up several times."""
+
+    __slots__ = ("parts", "hash")
+
+    def __init__(self, parts: tuple[Any, ...]) -> None:
+        self.parts = parts
+        self.hash = hash(parts)
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (
+            type(other) is _Key and self.hash == other.hash and self.parts == other.parts
+        )
+
+
 @dataclass(frozen=True)
 class _Path:
     run: Callable[[Sequence[Any]], tuple[Any, ...]]
     out_tree: TreeDef
     source: str
     n_guards: int
+    build: Callable[[Sequence[Any]], Any] | None  # the outputs' compiled unflatten
 
 
 def jit(
@@ -121,6 +144,8 @@ class Jitted:
         self._lock = threading.Lock()
         self._counter = 0
         self._traces = self._hits = self._misses = 0
+        self._recent: tuple[TreeDef, Callable[[Any], list[Any] | None]] | None = None
+        self._last_key: tuple[TreeDef, tuple[Any, ...], _Key] | None = None
 
     def cache_info(self) -> CacheInfo:
         with self._lock:
@@ -134,24 +159,37 @@ class Jitted:
                 raise ValueError(f"jit: static_argnums names argument {i} but the call has {n} arguments")
             static.append(i % n)
         dynamic = tuple(a for i, a in enumerate(args) if i not in static)
-        leaves, td = tree_flatten(dynamic)
-        kinds = set(map(type, leaves))
-        if not kinds <= {float}:
-            leaves = self._as_floats(leaves, td)
+        recent = self._recent  # the structure of the last new path, flattened by compiled code
+        fast = recent[1](dynamic) if recent is not None else None
+        if fast is not None:
+            leaves, td = fast, recent[0]  # type: ignore[index]
+        else:
+            leaves, td = tree_flatten(dynamic)
+            kinds = set(map(type, leaves))
+            if not kinds <= {float}:
+                leaves = self._as_floats(leaves, td)
+        statics = tuple(args[i] for i in sorted(static))
+        last = self._last_key
+        if (not kwargs and last is not None and last[0] is td and len(last[1]) == len(statics)
+                and all(map(operator.is_, last[1], statics))):
+            # The same structure and the very same static objects as the last
+            # call: the same key, without hashing a dataset again.
+            return last[2], leaves, (td, sorted(static))
         try:
             # Static values are keyed with their types: 3 == 3.0 and 1 == True,
             # but a function may well branch on the type of a static argument.
-            key = (
+            key = _Key((
                 td,
                 tuple((i, type(args[i]), args[i]) for i in sorted(static)),
                 tuple(sorted((k, type(v), v) for k, v in kwargs.items())),
-            )
-            hash(key)
+            ))
         except TypeError:
             raise TypeError(
                 "jit: static arguments and keyword arguments must be hashable (they key the "
                 "cache); pass lists as tuples, or pass the data as a traced argument"
             ) from None
+        if not kwargs:
+            self._last_key = (td, statics, key)
         return key, leaves, (td, sorted(static))
 
     @staticmethod
@@ -193,8 +231,10 @@ class Jitted:
                 self._hits += 1
                 if pid in self._paths:
                     self._paths.move_to_end(pid)
-            return tree_unflatten(path.out_tree, flat)
+            return path.build(flat) if path.build is not None else tree_unflatten(path.out_tree, flat)
         path, result = self._trace(args, kwargs, leaves, layout)
+        flatten = flattener(layout[0])
+        self._recent = None if flatten is None else (layout[0], flatten)
         with self._lock:
             self._misses += 1
             self._traces += 1
@@ -225,7 +265,7 @@ class Jitted:
                 tr, nodes, outs, getattr(self.fun, "__name__", "f"),
                 MAX_COMPILED_OPS if self.max_compiled_ops is None else self.max_compiled_ops,
             )
-            path = _Path(run, out_td, source, n_guards)
+            path = _Path(run, out_td, source, n_guards, unflattener(out_td))
         return path, result
 
     def source(self, *args: Any, **kwargs: Any) -> str:

@@ -43,7 +43,9 @@ ALLOWED: dict[str, set[str] | None] = {
     "batchgen": {"core", "arith", "ops", "batching"},
     # debug_nans: the API and report; core only reads the switch.
     "debug": {"core"},
-    "jit": {"core", "codegen", "tree", "transforms"},
+    "jit": {"core", "codegen", "tree", "treegen", "transforms"},
+    # compiled flatten / unflatten for one structure (jit's per-call overhead)
+    "treegen": {"tree"},
     "viz": {"core", "graph", "tree", "transforms"},
     # save / load of parameter trees (models included).
     "io": {"tree", "nn"},
