@@ -99,7 +99,7 @@ def unflattener(td: TreeDef) -> Callable[[Sequence[Any]], Any] | None:
             return f"{src.const(t.node_type)}(*{kids})"
         names, static, static_values = t.meta
         cls, fields = src.const(t.node_type), src.const(names + static)
-        return f"MAKE({cls}, {fields}, {kids} + {src.const(static_values)})"
+        return f"MAKE({cls}, {fields}, (*{kids}, *{src.const(static_values)}))"
 
     body = build(td)
     src.lines = ["def unflatten(L):", f"    return {body}"]
