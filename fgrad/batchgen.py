@@ -12,7 +12,10 @@ one at a time would cost a numpy call per weight; they are grouped here:
   become one product ``A @ B.T`` read back as floats;
 - ``batch_sum(g)`` (a shared bias's gradient) become one row-sum;
 - elementwise statements over the rows of one matrix (the relus of a layer,
-  the masks of their reverse pass) become one statement over the matrix.
+  the masks of their reverse pass) become one statement over the matrix;
+- likewise, isomorphic scalar statements (each weight's penalty, gradient
+  and update) become one statement over a vector of them, read back as
+  floats (``.tolist()``) only where a single one is needed.
 
 Elementwise statements wait until something else needs them, and are then
 emitted level by level (each level's statements only use earlier ones), so
@@ -29,20 +32,18 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import arith, ops
-from .batching import batch_sum_p, bcast_p, index_p, numpy_module, stack_p, vdot_p
+from .batching import batch_sum_p, bcast_p, index_p, numpy_module, onehot_p, stack_p, vdot_p
+from .batchregs import Ref, Registers, key_of
 from .core import Primitive
 
 __all__ = ["compile_batched"]
-
-Ref = tuple[str, Any]
-
 
 def compile_batched(
     program: list[tuple[Any, ...]], returns: list[Ref], n_inputs: int, batched: set[str],
     header: str, mask: Primitive, guard_error: type[Exception], fname: str,
 ) -> tuple[Callable[[Sequence[Any]], tuple[Any, ...]], str]:
     np = numpy_module()
-    em = _Emitter(np, batched, guard_error)
+    em = _Emitter(np, batched, guard_error, mask)
     lines = [header]
     if n_inputs:
         lines.append(f"    {', '.join(f'x{k}' for k in range(n_inputs))}, = leaves")
@@ -51,26 +52,19 @@ def compile_batched(
     for ins in program:
         em.emit(ins, mask)
     em.flush_all(mask)
-    em.put(f"return ({''.join(em.text(r) + ', ' for r in returns)})")
+    em.put(f"return ({em.returns(returns)})")
     source = "\n".join(lines) + "\n"
     em.namespace["K"] = tuple(em.consts)
     exec(compile(source, f"<fgrad.jit {fname}>", "exec"), em.namespace)  # noqa: S102
     return em.namespace["compiled"], source
 
 
-class _Emitter:
-    def __init__(self, np: Any, batched: set[str], guard_error: type[Exception]) -> None:
-        self.np = np
-        self.batched = batched
-        self.lines: list[str] = []
-        self.consts: list[Any] = []
-        self.funcs: dict[int, str] = {}
-        self.namespace: dict[str, Any] = {
-            "ERRSTATE": np.errstate, "ARRAY": np.array, "MAXIMUM": np.maximum, "FULL": np.full,
-            "DOT": np.dot, "GUARD": guard_error, "DIV": arith._div_impl, "NAN": float("nan"),
-            "INF": float("inf"),
-        }
-        self.stacks: dict[tuple[Any, ...], str] = {}
+class _Emitter(Registers):
+    """Statements in, numpy source out: groups what it can (module doc)."""
+
+    def __init__(self, np: Any, batched: set[str], guard_error: type[Exception], mask: Primitive) -> None:
+        super().__init__(np, batched, guard_error)
+        self.mask = mask
         self.dots: dict[tuple[Any, ...], tuple[tuple[Ref, ...], list[Any]]] = {}
         self.vdots: list[tuple[str, Ref, Ref]] = []
         self.sums: list[tuple[str, Ref]] = []
@@ -79,74 +73,20 @@ class _Emitter:
         # group can keep growing (a relu between two dots of one layer).
         self.deferred: list[tuple[Any, ...]] = []
         self.waiting: set[str] = set()
-        # Registers that are row j of a matrix of k rows; "virtual" ones are
-        # only written out (``v = M[j]``) if something reads them singly.
-        self.homes: dict[str, tuple[str, int, int]] = {}
-        self.virtual: set[str] = set()
-        self.fresh = 0
 
-    # -- names --------------------------------------------------------------
-    def put(self, line: str) -> None:
-        self.lines.append("        " + line)
-
-    def is_b(self, r: Ref) -> bool:
-        return r[1] in self.batched if r[0] == "var" else type(r[1]) is self.np.ndarray
-
-    def text(self, r: Ref) -> str:
-        if r[0] == "var":
-            if r[1] in self.virtual:
-                self.virtual.discard(r[1])
-                m, j, _ = self.homes[r[1]]
-                self.put(f"{r[1]} = {m}[{j}]")
-            return str(r[1])
-        x = r[1]
-        if type(x) is float and x == x and abs(x) != float("inf"):
-            return f"({x!r})"
-        if type(x) is int:
-            return f"({x!r})"
-        self.consts.append(x)
-        return f"K[{len(self.consts) - 1}]"
-
-    def func(self, fn: Callable[..., Any]) -> str:
-        name = self.funcs.get(id(fn))
-        if name is None:
-            name = f"f{len(self.funcs)}"
-            self.funcs[id(fn)] = name
-            self.namespace[name] = fn
-        return name
-
-    def temp(self) -> str:
-        self.fresh += 1
-        return f"t{self.fresh}"
-
-    def stack(self, refs: tuple[Ref, ...]) -> str:
-        """The (len(refs), batch) matrix of batched registers, made once."""
-        homes = [self.homes.get(r[1]) if r[0] == "var" else None for r in refs]
-        h0 = homes[0]
-        if h0 is not None and h0[2] == len(refs) and all(
-            h is not None and h[0] == h0[0] and h[1] == j for j, h in enumerate(homes)
-        ):
-            return h0[0]  # the rows of a matrix, in order: the matrix itself
-        key = tuple(map(_key, refs))
-        name = self.stacks.get(key)
-        if name is None:
-            name = self.stacks[key] = self.temp()
-            self.put(f"{name} = ARRAY(({''.join(self.text(r) + ', ' for r in refs)}))")
-        return name
-
-    # -- statements ---------------------------------------------------------
     def emit(self, ins: tuple[Any, ...], mask: Primitive) -> None:
         used = ins[3] if ins[0] == "op" else ins[2:4]
-        if self.elementwise(ins) or any(
-            r[0] == "var" and (r[1] in self.pending or r[1] in self.waiting) for r in used
-        ):
-            if not self.groupable(ins):
-                self.deferred.append(ins)
-                if ins[0] == "op":
-                    self.waiting.add(ins[1])
-                return
-            self.flush_all(mask)  # a group member whose inputs are not computed yet
-        self.emit_now(ins, mask)
+        blocked = any(r[0] == "var" and (r[1] in self.pending or r[1] in self.waiting) for r in used)
+        if self.groupable(ins):
+            if blocked:
+                self.flush_all(mask)  # a group member whose inputs are not computed yet
+            self.emit_now(ins, mask)
+        elif blocked or self.elementwise(ins):
+            self.deferred.append(ins)
+            if ins[0] == "op":
+                self.waiting.add(ins[1])
+        else:
+            self.emit_now(ins, mask)
 
     def groupable(self, ins: tuple[Any, ...]) -> bool:
         if ins[0] != "op" or ins[1] not in self.batched and ins[2] is not batch_sum_p:
@@ -159,7 +99,12 @@ class _Emitter:
         return prim is batch_sum_p and self.is_b(args[0])
 
     def elementwise(self, ins: tuple[Any, ...]) -> bool:
-        return ins[0] == "op" and ins[1] in self.batched and ins[2] not in _NOT_ELEMENTWISE
+        if ins[0] != "op" or ins[2] in _NOT_ELEMENTWISE:
+            return False
+        prim = ins[2]
+        if ins[1] in self.batched:
+            return True
+        return prim in _SCALAR_OK or prim is self.mask or prim.vectorized is not None
 
     def emit_now(self, ins: tuple[Any, ...], mask: Primitive) -> None:
         if ins[0] == "guard":
@@ -231,7 +176,7 @@ class _Emitter:
         if halves is None:
             return False
         bias = args[-1] if len(args) % 2 else None
-        key = tuple(map(_key, halves[0]))
+        key = tuple(map(key_of, halves[0]))
         self.dots.setdefault(key, (halves[0], []))[1].append((var, halves[1], bias))
         self.pending[var] = "dot"
         return True
@@ -253,16 +198,19 @@ class _Emitter:
             self.flush(kind)
         remaining, self.deferred = self.deferred, []
         self.waiting.clear()
-        while remaining:  # level by level: a level uses only earlier levels
-            later_vars = {ins[1] for ins in remaining if ins[0] == "op"}
-            ready: list[tuple[Any, ...]] = []
-            later: list[tuple[Any, ...]] = []
-            for ins in remaining:
-                used = ins[3] if ins[0] == "op" else ins[2:4]
-                blocked = any(r[0] == "var" and r[1] in later_vars for r in used)
-                (later if blocked else ready).append(ins)
+        # Level by level: a statement's level is one more than the deepest
+        # waiting statement it reads, so each level reads only earlier ones.
+        level: dict[str, int] = {}
+        by_level: dict[int, list[tuple[Any, ...]]] = {}
+        for ins in remaining:
+            used = ins[3] if ins[0] == "op" else ins[2:4]
+            lv = 1 + max((level.get(r[1], -1) for r in used if r[0] == "var"), default=-1)
+            if ins[0] == "op":
+                level[ins[1]] = lv
+            by_level.setdefault(lv, []).append(ins)
+        for lv in sorted(by_level):
             buckets: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
-            for ins in ready:
+            for ins in by_level[lv]:
                 if self.elementwise(ins):
                     buckets.setdefault(self.row_key(ins), []).append(ins)
                 else:
@@ -271,18 +219,19 @@ class _Emitter:
                 if not self.emit_rows(key, members, mask):
                     for ins in members:
                         self.emit_now(ins, mask)
-            remaining = later
 
     def row_key(self, ins: tuple[Any, ...]) -> tuple[Any, ...]:
         """Statements with equal keys can run as one over matrix rows: the
         same primitive, and per argument the same matrix (rows), the same
         batch (broadcast), or a scalar (stacked into a column)."""
-        key: list[Any] = [ins[2]]
+        scalar = ins[1] not in self.batched
+        key: list[Any] = [ins[2], scalar]
         for r in ins[3]:
-            if r[0] == "var" and r[1] in self.homes:
-                key.append(("m", self.homes[r[1]][0]))
-            elif self.is_b(r):
-                key.append(("b", _key(r)))
+            home = self.homes.get(r[1]) if r[0] == "var" else None
+            if home is not None and home[3] == scalar:
+                key.append(("m", home[0]))
+            elif not scalar and self.is_b(r):
+                key.append(("b", key_of(r)))
             else:
                 key.append(("s",))
         return tuple(key)
@@ -290,60 +239,54 @@ class _Emitter:
     def emit_rows(self, key: tuple[Any, ...], members: list[tuple[Any, ...]], mask: Primitive) -> bool:
         if len(members) < 2:
             return False
-        kinds = key[1:]
+        scalar, kinds = key[1], key[2:]
         n = len(members)
         matrices = [p for p, k in enumerate(kinds) if k[0] == "m"]
         perms: dict[int, list[int]] = {}
         if matrices:
-            # Members in the row order of the first matrix argument; other
-            # matrices may hold their rows in another order (the reverse pass
-            # visits a layer's neurons backwards): read them permuted.
-            if any(self.homes[members[0][3][p][1]][2] != n for p in matrices):
-                return False
+            # Members in the row order of the first matrix argument; the
+            # others are read in that order: whole, sliced, reversed (the
+            # reverse pass visits a layer's neurons backwards) or gathered.
             first = matrices[0]
             members = sorted(members, key=lambda ins: self.homes[ins[3][first][1]][1])
             for p in matrices:
-                rows = [self.homes[ins[3][p][1]][1] for ins in members]
-                if sorted(rows) != list(range(n)):
-                    return False
-                perms[p] = rows
+                perms[p] = [self.homes[ins[3][p][1]][1] for ins in members]
         texts = []
         for p, k in enumerate(kinds):
             if k[0] == "m":
-                rows = perms[p]
-                if rows == list(range(n)):
-                    texts.append(k[1])
-                elif rows == list(range(n - 1, -1, -1)):
-                    texts.append(f"{k[1]}[::-1]")
-                else:
-                    texts.append(f"{k[1]}[[{', '.join(map(str, rows))}]]")
+                texts.append(self.gather(k[1], perms[p], self.homes[members[0][3][p][1]][2]))
             elif k[0] == "b":
                 texts.append(self.text(members[0][3][p]))
             else:
-                column = [self.text(ins[3][p]) for ins in members]
-                if len(set(column)) == 1:
-                    texts.append(column[0])
-                else:
-                    c = self.temp()
-                    self.put(f"{c} = ARRAY(({''.join(x + ', ' for x in column)}))[:, None]")
-                    texts.append(c)
+                refs = tuple(ins[3][p] for ins in members)
+                if len({key_of(r) for r in refs}) == 1:
+                    texts.append(self.text(refs[0]))  # the same scalar for all
+                else:  # a vector of scalars; a column beside a batch's rows
+                    texts.append(self.stack(refs) + ("" if scalar else "[:, None]"))
         out = self.temp()
         self.put(f"{out} = {self.formula(key[0], texts, True, mask)}")
         for j, ins in enumerate(members):
-            self.homes[ins[1]] = (out, j, len(members))
+            self.homes[ins[1]] = (out, j, n, scalar)
             self.virtual.add(ins[1])
         return True
 
     def emit_dots(self, batch_half: tuple[Ref, ...], members: list[Any]) -> None:
         x = self.stack(batch_half)
-        rows = ", ".join("(" + "".join(self.text(w) + ", " for w in ws) + ")" for _, ws, _ in members)
+        index = [self.input_index(ws) for _, ws, _ in members]
+        if all(i is not None for i in index) and len({len(i) for i in index}) == 1:  # type: ignore[arg-type]
+            weights = self.gather_inputs(index)
+        else:
+            rows = ", ".join("(" + "".join(self.text(w) + ", " for w in ws) + ")" for _, ws, _ in members)
+            weights = f"ARRAY(({rows},))"
         z = self.temp()
-        self.put(f"{z} = ARRAY(({rows},)) @ {x}")
-        if any(b is not None for _, _, b in members):
+        self.put(f"{z} = {weights} @ {x}")
+        if all(b is not None for _, _, b in members):
+            self.put(f"{z} += {self.stack(tuple(b for _, _, b in members))}[:, None]")
+        elif any(b is not None for _, _, b in members):
             biases = "".join((self.text(b) if b is not None else "0.0") + ", " for _, _, b in members)
             self.put(f"{z} += ARRAY(({biases}))[:, None]")
         for k, (var, _, _) in enumerate(members):
-            self.homes[var] = (z, k, len(members))
+            self.homes[var] = (z, k, len(members), False)
             self.virtual.add(var)
             self.pending.pop(var, None)
 
@@ -354,46 +297,35 @@ class _Emitter:
         for v in vdots:
             blocks.setdefault((self.source(v[1]), self.source(v[2])), []).append(v)
         for block in blocks.values():
-            lefts = self.in_row_order({_key(a): a for _, a, _ in block}.values())
-            rights = self.in_row_order({_key(b): b for _, _, b in block}.values())
+            lefts = self.in_row_order({key_of(a): a for _, a, _ in block}.values())
+            rights = self.in_row_order({key_of(b): b for _, _, b in block}.values())
             if len(lefts) * len(rights) > 2 * len(block) + 8:  # sparse: one at a time
                 for var, a, b in block:
                     self.put(f"{var} = float(DOT({self.text(a)}, {self.text(b)}))")
                     self.pending.pop(var, None)
                 continue
             m = self.temp()
-            self.put(f"{m} = ({self.stack(tuple(lefts))} @ {self.stack(tuple(rights))}.T).tolist()")
-            li = {_key(r): i for i, r in enumerate(lefts)}
-            ri = {_key(r): i for i, r in enumerate(rights)}
+            self.put(f"{m} = ({self.stack(tuple(lefts))} @ {self.stack(tuple(rights))}.T).ravel()")
+            li = {key_of(r): i for i, r in enumerate(lefts)}
+            ri = {key_of(r): i for i, r in enumerate(rights)}
+            q = len(rights)
             for var, a, b in block:
-                self.put(f"{var} = {m}[{li[_key(a)]}][{ri[_key(b)]}]")
+                self.homes[var] = (m, li[key_of(a)] * q + ri[key_of(b)], len(lefts) * q, True)
+                self.virtual.add(var)
                 self.pending.pop(var, None)
-
-    def source(self, r: Ref) -> Any:
-        """The matrix a register is a row of, or the register itself."""
-        home = self.homes.get(r[1]) if r[0] == "var" else None
-        return ("m", home[0]) if home is not None else _key(r)
-
-    def in_row_order(self, refs: Any) -> list[Ref]:
-        out: list[Ref] = list(refs)
-        if all(r[0] == "var" and r[1] in self.homes for r in out):
-            out.sort(key=lambda r: self.homes[r[1]][1])
-        return out
 
     def emit_sums(self, sums: list[tuple[str, Ref]]) -> None:
         if not sums:
             return
         s = self.temp()
-        self.put(f"{s} = {self.stack(tuple(r for _, r in sums))}.sum(axis=1).tolist()")
+        self.put(f"{s} = {self.stack(tuple(r for _, r in sums))}.sum(axis=1)")
         for k, (var, _) in enumerate(sums):
-            self.put(f"{var} = {s}[{k}]")
+            self.homes[var] = (s, k, len(sums), True)
+            self.virtual.add(var)
             self.pending.pop(var, None)
 
 
-def _key(r: Ref) -> Any:
-    """A hashable stand-in for a ref: constants other than numbers (arrays)
-    by identity."""
-    return r if r[0] == "var" or type(r[1]) in (float, int) else ("const", id(r[1]))
-
-
-_NOT_ELEMENTWISE = frozenset({arith.dot_p, vdot_p, batch_sum_p, stack_p, index_p, bcast_p})
+_NOT_ELEMENTWISE = frozenset({vdot_p, batch_sum_p, stack_p, index_p, bcast_p, onehot_p})
+# Scalar statements that may run as one numpy statement over a vector.
+_SCALAR_OK = frozenset({arith.add, arith.sub, arith.mul, arith.div, arith.neg, arith.sum_p, arith.dot_p,
+                        ops.relu, arith.step})

@@ -40,7 +40,9 @@ ALLOWED: dict[str, set[str] | None] = {
     # jit: tracing, guards and the path cache; codegen turns a trace into code.
     "codegen": {"core", "arith", "ops", "batchgen"},
     # numpy code for traces holding batches (vmap's numpy backend)
-    "batchgen": {"core", "arith", "ops", "batching"},
+    "batchgen": {"core", "arith", "ops", "batching", "batchregs"},
+    # its registers: names, constants, and the matrix or vector each lives in
+    "batchregs": {"arith"},
     # debug_nans: the API and report; core only reads the switch.
     "debug": {"core"},
     "jit": {"core", "codegen", "tree", "treegen", "transforms"},
