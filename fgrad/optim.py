@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
+from .ops import sqrt
 from .tree import TreeDef, static_field, structure_mismatch, tree_flatten, tree_paths, unflatten_persistent
 
 __all__ = [
@@ -309,11 +310,16 @@ def adam(
         c2 = 1.0 - b2**t
         mu = _leafwise("adam", lambda gi, m: b1 * m + (1.0 - b1) * gi, [g, mu], td)
         nu = [b2 * v + (1.0 - b2) * (gi * gi) for gi, v in zip(g, nu, strict=True)]
-        updates = [step * (m / c1) / (math.sqrt(v / c2) + eps) for m, v in zip(mu, nu, strict=True)]
+        updates = [step * (m / c1) / (_sqrt(v / c2) + eps) for m, v in zip(mu, nu, strict=True)]
         new_state = AdamState(t, unflatten_persistent(td, mu), unflatten_persistent(td, nu))
         return unflatten_persistent(td, updates), new_state
 
     return GradientTransformation(init, update)
+
+
+def _sqrt(x: Any) -> Any:
+    """math.sqrt on a float, fg.sqrt on a traced value (adam under jit)."""
+    return math.sqrt(x) if type(x) is float else sqrt(x)
 
 
 def apply_updates(params: Any, updates: Any) -> Any:

@@ -53,7 +53,7 @@ ALLOWED: dict[str, set[str] | None] = {
     "io": {"tree", "nn"},
     "testing": {"transforms", "tree", "ops", "graph"},
     "nn": {"core", "ops", "tree"},
-    "optim": {"tree"},
+    "optim": {"tree", "ops"},
     "datasets": set(),
     # vmap maps a function over examples, as a batch when it can.
     "vmap": {"core", "tree", "batching"},

@@ -23,6 +23,7 @@ from fgrad.optim import (
     momentum,
     sgd,
 )
+from fgrad.jit import jit
 from fgrad.tree import tree_flatten, tree_leaves, tree_unflatten
 
 approx = pytest.approx
@@ -313,3 +314,23 @@ def test_non_number_leaves_name_the_path() -> None:
         opt.update({"a": 1.0, "b": "x"}, opt.init({"a": 0.0, "b": 0.0}))
     with pytest.raises(TypeError, match=r"apply_updates: .*\[1\] \(str, float\)"):
         apply_updates([1.0, "x"], [1.0, 1.0])
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "adam"])
+def test_every_optimiser_runs_under_jit_bit_for_bit(name: str) -> None:
+    # Regression: adam took math.sqrt of its (traced) second moment.
+    opt = {"sgd": sgd(0.1), "momentum": momentum(0.1), "adam": adam(0.1)}[name]
+    params = {"w": 0.5, "b": [-1.0, 2.0]}
+    grads = {"w": 0.25, "b": [1e-3, -4.0]}
+
+    def step(params: Any, state: Any) -> Any:
+        updates, state = opt.update(grads, state, params)
+        return apply_updates(params, updates), state
+
+    jitted = jit(step)
+    a = b = params
+    sa = sb = opt.init(params)
+    for _ in range(3):
+        a, sa = step(a, sa)
+        b, sb = jitted(b, sb)
+        assert tree_leaves((a, sa)) == tree_leaves((b, sb))

@@ -184,3 +184,47 @@ def test_the_demo_trains_the_same_with_vmap():
 def test_backend_must_be_known():
     with pytest.raises(ValueError, match="backend must be one of"):
         fg.vmap(lambda x: x, backend="gpu")
+
+
+# Adam divides by sqrt(v) + eps: a gradient that cancels to 0 in one summation
+# order and to ~1e-17 in another moves its parameter by up to lr * 1e-17 / eps
+# (~1e-10 here), so adam's parameters are compared to 1e-9 absolute.
+@pytest.mark.parametrize(
+    "opt, atol",
+    [(fg.optim.sgd(0.3), 1e-15), (fg.optim.momentum(0.1), 1e-15), (fg.optim.adam(0.05), 1e-9)],
+    ids=["sgd", "momentum", "adam"],
+)
+def test_a_whole_training_step_under_jit_matches_the_eager_step(opt, atol):
+    # The scalar tail (penalty, gradients, optimiser) runs as vector statements.
+    xs, ys = moons(24, noise=0.1, seed=2)
+    model = MLP.init([2, 8, 8, 1], seed=2)
+
+    def step(model, state, xs, ys):
+        value, grads = fg.value_and_grad(vmap_loss)(model, xs, ys)
+        updates, state = opt.update(grads, state, model)
+        return fg.optim.apply_updates(model, updates), state, value
+
+    jitted = fg.jit(step, static_argnums=(2, 3))
+    data = (tuple(map(tuple, xs)), tuple(ys))
+    a = b = model
+    sa = sb = opt.init(model)
+    for _ in range(3):
+        a, sa, va = step(a, sa, *data)
+        b, sb, vb = jitted(b, sb, *data)
+        close(va, vb, atol=atol)
+        close(a, b, atol=atol)
+        close(sa, sb, atol=atol)
+    assert type(b) is MLP and all(type(x) is float for x in fg.tree_leaves(b))
+    assert is_batched(jitted, b, sb, *data)
+
+
+def test_guards_on_shared_values_still_switch_paths():
+    def loss(w, xs):
+        scale = w * 2.0 if w > 0 else -w  # a guard outside the vmap, on a shared value
+        return fg.sum(fg.vmap(lambda w, x: fg.tanh(w * x) * scale, in_axes=(None, 0))(w, xs))
+
+    xs = [0.5, -1.0, 2.0, 0.25]
+    g = fg.jit(fg.value_and_grad(loss))
+    for w in (0.7, -0.4, 1.3, -2.0):
+        close(g(w, xs), fg.value_and_grad(loss)(w, xs))
+    assert g.cache_info().traces == 2
