@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pyrsistent import PMap, PVector, pmap, pvector
 
+from fgrad.jit import jit
 from fgrad.optim import (
     AdamState,
     GradientTransformation,
@@ -23,7 +24,6 @@ from fgrad.optim import (
     momentum,
     sgd,
 )
-from fgrad.jit import jit
 from fgrad.tree import tree_flatten, tree_leaves, tree_unflatten
 
 approx = pytest.approx
