@@ -140,6 +140,11 @@ def _batched_call(f: Callable[..., Any], args: Sequence[Any], axes: Sequence[int
                 return None  # a vmap inside a batched one: its own loop
             new_args.append(a)
             continue
+        if type(a) is np.ndarray:  # constant data: a 1-D array is already a batch
+            if a.ndim != 1 or a.dtype.kind not in "biuf":
+                return None
+            new_args.append(a.astype(float))
+            continue
         flats = [tree_flatten(a[i]) for i in range(n)]
         td = flats[0][1]
         if any(fl[1] != td for fl in flats):
@@ -159,6 +164,8 @@ def _batched_call(f: Callable[..., Any], args: Sequence[Any], axes: Sequence[int
             out = f(*new_args)
     except Unbatchable:
         return None
+    except Exception:  # noqa: BLE001 - e.g. math.exp of constant data, now an array
+        return None  # the loop runs f again: a genuine error is raised there
     outs, out_td = tree_flatten(out)
     per_leaf = [
         [bind(index_p, o, i, n) for i in range(n)] if is_batch(o) else [o] * n for o in outs

@@ -228,3 +228,28 @@ def test_guards_on_shared_values_still_switch_paths():
     for w in (0.7, -0.4, 1.3, -2.0):
         close(g(w, xs), fg.value_and_grad(loss)(w, xs))
     assert g.cache_info().traces == 2
+
+
+def test_numpy_data_and_functions_that_fail_on_a_batch():
+    xs = np.array([0.5, 1.5, -2.0])
+
+    def f(w, x):
+        return fg.exp(w * x) + math.exp(x)  # math on constant data: fine per example
+
+    g = fg.jit(fg.grad(lambda w: fg.sum(fg.vmap(f, in_axes=(None, 0))(w, xs))))
+    close(g(0.3), fg.grad(lambda w: fg.sum([f(w, float(x)) for x in xs]))(0.3))
+    h = fg.jit(fg.grad(lambda w: fg.sum(fg.vmap(lambda w, x: fg.tanh(w * x), in_axes=(None, 0))(w, xs))))
+    want = sum((1 - math.tanh(2.0 * x) ** 2) * x for x in xs.tolist())
+    assert h(2.0) == pytest.approx(want, rel=1e-12)
+    assert is_batched(h, 2.0)
+    rows = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])  # 2-D: examples are rows, the loop maps them
+    k = fg.jit(lambda w: fg.vmap(lambda w, r: w * r[0] + r[1], in_axes=(None, 0))(w, rows))
+    assert k(2.0) == (4.0, 10.0, 16.0)
+
+
+def test_a_genuine_error_in_the_function_is_raised():
+    def f(w, x):
+        raise KeyError("broken")
+
+    with pytest.raises(KeyError, match="broken"):
+        fg.jit(lambda w: fg.vmap(f, in_axes=(None, 0))(w, [1.0, 2.0]))(1.0)
