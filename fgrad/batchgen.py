@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import arith, ops
-from .batching import batch_sum_p, bcast_p, index_p, numpy_module, onehot_p, stack_p, vdot_p
+from .batching import batch_sum_p, bcast_p, data_p, index_p, numpy_module, onehot_p, stack_p, vdot_p
 from .batchregs import Ref, Registers, key_of
 from .core import Primitive
 
@@ -73,27 +73,33 @@ class _Emitter(Registers):
         # group can keep growing (a relu between two dots of one layer).
         self.deferred: list[tuple[Any, ...]] = []
         self.waiting: set[str] = set()
+        self.guard_waiting = False
 
     def emit(self, ins: tuple[Any, ...], mask: Primitive) -> None:
         used = ins[3] if ins[0] == "op" else ins[2:4]
-        blocked = any(r[0] == "var" and (r[1] in self.pending or r[1] in self.waiting) for r in used)
+        # Nothing moves ahead of a waiting guard: a statement after it may
+        # only be valid when it holds (a user's impl can raise on a domain).
+        blocked = self.guard_waiting or any(
+            r[0] == "var" and (r[1] in self.pending or r[1] in self.waiting) for r in used
+        )
         if self.groupable(ins):
             if blocked:
                 self.flush_all(mask)  # a group member whose inputs are not computed yet
             self.emit_now(ins, mask)
         elif blocked or self.elementwise(ins):
             self.deferred.append(ins)
+            self.guard_waiting = self.guard_waiting or ins[0] == "guard"
             if ins[0] == "op":
                 self.waiting.add(ins[1])
         else:
             self.emit_now(ins, mask)
 
     def groupable(self, ins: tuple[Any, ...]) -> bool:
-        if ins[0] != "op" or ins[1] not in self.batched and ins[2] is not batch_sum_p:
+        if ins[0] != "op":
             return False
         prim, args = ins[2], ins[3]
         if prim is arith.dot_p:
-            return self.dot_halves(args) is not None
+            return ins[1] in self.batched and self.dot_halves(args) is not None
         if prim is vdot_p:
             return self.is_b(args[0]) and self.is_b(args[1])
         return prim is batch_sum_p and self.is_b(args[0])
@@ -152,6 +158,8 @@ class _Emitter(Registers):
             return f"({t[0]} > 0) * 1.0"
         if prim is stack_p:
             return f"ARRAY(({''.join(x + ', ' for x in t)}))"
+        if prim is data_p:
+            return t[0]
         if prim is bcast_p:
             return f"FULL({t[1]}, {t[0]})"
         if prim is index_p:
@@ -198,15 +206,21 @@ class _Emitter(Registers):
             self.flush(kind)
         remaining, self.deferred = self.deferred, []
         self.waiting.clear()
+        self.guard_waiting = False
         # Level by level: a statement's level is one more than the deepest
-        # waiting statement it reads, so each level reads only earlier ones.
+        # waiting statement it reads, so each level reads only earlier ones;
+        # and statements after a guard come after it (a barrier).
         level: dict[str, int] = {}
         by_level: dict[int, list[tuple[Any, ...]]] = {}
+        barrier = -1
         for ins in remaining:
             used = ins[3] if ins[0] == "op" else ins[2:4]
-            lv = 1 + max((level.get(r[1], -1) for r in used if r[0] == "var"), default=-1)
+            lv = 1 + max((level.get(r[1], -1) for r in used if r[0] == "var"), default=barrier)
+            lv = max(lv, barrier + 1)
             if ins[0] == "op":
                 level[ins[1]] = lv
+            else:
+                barrier = lv
             by_level.setdefault(lv, []).append(ins)
         for lv in sorted(by_level):
             buckets: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
@@ -219,6 +233,8 @@ class _Emitter(Registers):
                 if not self.emit_rows(key, members, mask):
                     for ins in members:
                         self.emit_now(ins, mask)
+        if self.pending:  # a waiting statement joined a group: emit it too
+            self.flush_all(mask)
 
     def row_key(self, ins: tuple[Any, ...]) -> tuple[Any, ...]:
         """Statements with equal keys can run as one over matrix rows: the
@@ -325,7 +341,7 @@ class _Emitter(Registers):
             self.pending.pop(var, None)
 
 
-_NOT_ELEMENTWISE = frozenset({vdot_p, batch_sum_p, stack_p, index_p, bcast_p, onehot_p})
+_NOT_ELEMENTWISE = frozenset({vdot_p, batch_sum_p, stack_p, index_p, bcast_p, onehot_p, data_p})
 # Scalar statements that may run as one numpy statement over a vector.
 _SCALAR_OK = frozenset({arith.add, arith.sub, arith.mul, arith.div, arith.neg, arith.sum_p, arith.dot_p,
                         ops.relu, arith.step})

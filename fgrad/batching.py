@@ -23,7 +23,7 @@ from .core import Expr, Primitive, Unbatchable, _peel, bind
 
 __all__ = [
     "Unbatchable", "numpy_module", "have_numpy", "is_batch", "batch_size",
-    "stack_p", "index_p", "onehot_p", "batch_sum_p", "bcast_p", "vdot_p", "settle",
+    "stack_p", "index_p", "onehot_p", "batch_sum_p", "bcast_p", "vdot_p", "data_p", "settle", "TRUSTED",
 ]
 
 _np: Any = None
@@ -39,8 +39,8 @@ def numpy_module(needed_by: str = "the numpy backend") -> Any:
             raise ImportError(
                 f"{needed_by} needs numpy, which is not installed: pip install 'fgrad[numpy]'"
             ) from None
-        _np = numpy
-        _register()
+        _register(numpy)
+        _np = numpy  # published last: another thread sees numpy only once registered
     return _np
 
 
@@ -142,6 +142,20 @@ vdot_p: Primitive = Primitive(
 """``vdot(a, b, n)``: the sum over a batch of ``a * b`` (a weight's gradient)."""
 
 
+data_p: Primitive = Primitive(
+    "data",
+    impl=lambda x: x,
+    vjp=lambda g, out, x: (None,),
+    jvp=lambda dxs, out, x: None,
+)
+"""``data(a)``: constant data (an array of examples) as a node."""
+
+# Primitives whose impls are fgrad's: the arithmetic ones work on arrays
+# elementwise, the others fail on them and use their vectorized versions.
+TRUSTED = {id(p) for p in (*ops.PRIMITIVES.values(), stack_p, index_p, onehot_p, batch_sum_p,
+                           bcast_p, vdot_p, data_p)}
+
+
 # The reverse pass across the batch boundary ----------------------------------
 
 
@@ -188,8 +202,7 @@ def _sigmoid(x: Any) -> Any:
     return _np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
-def _register() -> None:
-    np = _np
+def _register(np: Any) -> None:
     table = {
         arith.div: np.divide,
         arith.pow_: np.power,

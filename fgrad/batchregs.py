@@ -173,6 +173,9 @@ class Registers:
 
 
 def key_of(r: Ref) -> Any:
-    """A hashable stand-in for a ref: constants other than numbers (arrays)
-    by identity."""
-    return r if r[0] == "var" or type(r[1]) in (float, int) else ("const", id(r[1]))
+    """A hashable stand-in for a ref: numbers by type and repr (2 and 2.0,
+    0.0 and -0.0 differ), other constants (arrays) by identity."""
+    if r[0] == "var":
+        return r
+    x = r[1]
+    return ("const", type(x), repr(x)) if type(x) in (float, int) else ("const", id(x))

@@ -98,6 +98,10 @@ def jit(
             or of constants such as strings, which are returned as they are).
         static_argnums: arguments that are hashed (with their types) into
             the cache key instead of traced (sizes, flags, fixed data).
+            They must be hashable and immutable, as in JAX: a call with
+            the very same objects as the last call reuses its key without
+            hashing them again (a dataset can take longer to hash than the
+            step takes to run).
             Keyword arguments are static too. Traced leaves must be real
             numbers; ints among them are traced as floats.
         cache_size: how many compiled paths to keep (least recently used go).

@@ -28,12 +28,23 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from . import core
-from .batching import Unbatchable, batch_sum_p, have_numpy, index_p, is_batch, numpy_module, stack_p
-from .core import Expr, _active, _is_number, bind
-from .tree import tree_flatten, tree_leaves, tree_unflatten
+from .batching import (
+    TRUSTED,
+    Unbatchable,
+    batch_sum_p,
+    data_p,
+    have_numpy,
+    index_p,
+    is_batch,
+    numpy_module,
+    stack_p,
+)
+from .core import Expr, Trace, _active, _is_number, bind, make_node
+from .tree import tree_flatten, tree_unflatten
 
 __all__ = ["vmap", "Batched"]
 
@@ -122,28 +133,43 @@ def _example(args: Sequence[Any], axes: Sequence[int | None], i: int) -> list[An
     return [a if ax is None else a[i] for a, ax in zip(args, axes)]
 
 
+# True while a batched vmap runs its function: a vmap inside it loops (its
+# function may close over the outer batch, which numpy would pair up with its
+# own examples element by element).
+_inside: ContextVar[bool] = ContextVar("fgrad_inside_batched_vmap", default=False)
+
+
 def _can_batch() -> bool:
-    """Under a live jit trace (the outermost), with numpy, not debugging nans."""
+    """Under a live jit trace (the outermost), with numpy, not debugging nans,
+    not inside another batched vmap."""
     stack = _active.get()
-    return bool(stack) and stack[0].guards is not None and stack[0].live and not core.DEBUG_NANS \
-        and have_numpy()
+    return (
+        bool(stack) and stack[0].guards is not None and stack[0].live and not core.DEBUG_NANS
+        and not _inside.get() and have_numpy()
+    )
+
+
+def _data(trace: Trace, values: Any) -> Expr:
+    """Constant data of a batch as a node of jit's trace: the function sees
+    nodes only (a plain array would meet numpy functions that reduce over
+    the batch, or Python code meant for one number)."""
+    return make_node(trace, values, data_p, (values,))
 
 
 def _batched_call(f: Callable[..., Any], args: Sequence[Any], axes: Sequence[int | None], n: int) -> Any:
     """``f`` traced once on batched leaves (see the module doc), or None
     when the batch cannot be formed or ``f`` needs one example at a time."""
     np = numpy_module()
+    jit_trace = _active.get()[0]
     new_args = []
     for a, ax in zip(args, axes):
         if ax is None:
-            if any(map(is_batch, tree_leaves(a))):
-                return None  # a vmap inside a batched one: its own loop
             new_args.append(a)
             continue
-        if type(a) is np.ndarray:  # constant data: a 1-D array is already a batch
-            if a.ndim != 1 or a.dtype.kind not in "biuf":
-                return None
-            new_args.append(a.astype(float))
+        if type(a) is np.ndarray:  # constant data: a 1-D array of doubles is a batch
+            if a.ndim != 1 or a.dtype != np.float64:
+                return None  # other dtypes keep their own arithmetic in the loop
+            new_args.append(_data(jit_trace, a.copy()))
             continue
         flats = [tree_flatten(a[i]) for i in range(n)]
         td = flats[0][1]
@@ -155,17 +181,33 @@ def _batched_call(f: Callable[..., Any], args: Sequence[Any], axes: Sequence[int
             for x in leaves:
                 if not (type(x) is Expr or _is_number(x)) or is_batch(x):
                     return None
-            columns.append(bind(stack_p, *leaves))
+            if any(type(x) is Expr for x in leaves):
+                columns.append(bind(stack_p, *leaves))
+            else:
+                columns.append(_data(jit_trace, np.array(leaves, dtype=float)))
         new_args.append(tree_unflatten(td, columns))
     for t in _active.get():
         t.batched = True  # their reverse passes sum shared cotangents over the batch
+    tape = jit_trace.tape
+    assert tape is not None
+    start = len(tape)
+    token = _inside.set(True)
     try:
         with np.errstate(all="ignore"):  # IEEE results, as the scalar ops give
             out = f(*new_args)
     except Unbatchable:
         return None
-    except Exception:  # noqa: BLE001 - e.g. math.exp of constant data, now an array
+    except Exception:  # noqa: BLE001 - e.g. math.exp of a batch node (float() refused)
         return None  # the loop runs f again: a genuine error is raised there
+    finally:
+        _inside.reset(token)
+    for node in tape[start:]:
+        # An impl that did not fail on a batch is trusted only if it is
+        # fgrad's own or has a vectorized version: a user's impl written with
+        # numpy may well reduce over the batch without an error.
+        if node.prim is not None and node.prim.vectorized is None and id(node.prim) not in TRUSTED \
+                and any(map(is_batch, node.args)):
+            return None
     outs, out_td = tree_flatten(out)
     per_leaf = [
         [bind(index_p, o, i, n) for i in range(n)] if is_batch(o) else [o] * n for o in outs
