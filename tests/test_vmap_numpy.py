@@ -351,7 +351,8 @@ def test_random_layered_programs_batched_equal_the_loop(layers, n, n_in, mode, r
             return step
         if mode == "per_example":
             return lambda p, xs: fg.vmap(fg.grad(example), in_axes=(None, 0), backend=backend)(p, xs)
-        return lambda p, xs: fg.jvp(fg.grad(loss), (p, xs), (fg.tree_map(lambda a: 0.5, p), fg.tree_map(lambda a: 0.0, xs)))
+        tangents = (fg.tree_map(lambda a: 0.5, params), fg.tree_map(lambda a: 0.0, xs))
+        return lambda p, xs: fg.jvp(fg.grad(loss), (p, xs), tangents)
 
     want = build("loop")(params, xs)
     j = fg.jit(build("auto"))
