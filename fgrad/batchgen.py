@@ -321,7 +321,12 @@ class _Emitter(Registers):
                     self.pending.pop(var, None)
                 continue
             m = self.temp()
-            self.put(f"{m} = ({self.stack(tuple(lefts))} @ {self.stack(tuple(rights))}.T).ravel()")
+            if len(lefts) == 1:  # a matrix-vector product is enough
+                self.put(f"{m} = {self.stack(tuple(rights))} @ {self.text(lefts[0])}")
+            elif len(rights) == 1:
+                self.put(f"{m} = {self.stack(tuple(lefts))} @ {self.text(rights[0])}")
+            else:
+                self.put(f"{m} = ({self.stack(tuple(lefts))} @ {self.stack(tuple(rights))}.T).ravel()")
             li = {key_of(r): i for i, r in enumerate(lefts)}
             ri = {key_of(r): i for i, r in enumerate(rights)}
             q = len(rights)
@@ -331,6 +336,10 @@ class _Emitter(Registers):
                 self.pending.pop(var, None)
 
     def emit_sums(self, sums: list[tuple[str, Ref]]) -> None:
+        if len(sums) == 1:
+            self.put(f"{sums[0][0]} = float({self.text(sums[0][1])}.sum())")
+            self.pending.pop(sums[0][0], None)
+            return
         if not sums:
             return
         s = self.temp()

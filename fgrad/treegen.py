@@ -43,6 +43,14 @@ def _make(cls: type, names: tuple[str, ...], values: Sequence[Any]) -> Any:
     return obj
 
 
+def _make_plain(cls: type, names: tuple[str, ...], values: Sequence[Any]) -> Any:
+    """:func:`_make` for a class whose instances keep a ``__dict__``: one
+    update instead of a call per field."""
+    obj: Any = _object_new(cls)
+    obj.__dict__.update(zip(names, values))
+    return obj
+
+
 class _Source:
     def __init__(self) -> None:
         self.consts: list[Any] = []
@@ -59,7 +67,7 @@ class _Source:
 
     def run(self, name: str) -> Callable[..., Any]:
         namespace: dict[str, Any] = {
-            "K": tuple(self.consts), "MAKE": _make, "PV": pvector, "PM": pmap, "PVector": PVector,
+            "K": tuple(self.consts), "MAKE": _make, "MAKE_PLAIN": _make_plain, "PV": pvector, "PM": pmap, "PVector": PVector,
             "DICT": dict, "ZIP": zip, "TYPE": type, "LEN": len, "FLOAT": float, "SET": set,
             "MAP": map, "FLOATS": frozenset({float}),
         }
@@ -99,7 +107,8 @@ def unflattener(td: TreeDef) -> Callable[[Sequence[Any]], Any] | None:
             return f"{src.const(t.node_type)}(*{kids})"
         names, static, static_values = t.meta
         cls, fields = src.const(t.node_type), src.const(names + static)
-        return f"MAKE({cls}, {fields}, (*{kids}, *{src.const(static_values)}))"
+        make = "MAKE" if hasattr(t.node_type, "__slots__") else "MAKE_PLAIN"
+        return f"{make}({cls}, {fields}, (*{kids}, *{src.const(static_values)}))"
 
     body = build(td)
     src.lines = ["def unflatten(L):", f"    return {body}"]
@@ -118,7 +127,6 @@ def flattener(td: TreeDef) -> Callable[[Any], list[Any] | None] | None:
 
     def walk(t: TreeDef, var: str) -> None:
         if t.kind == "leaf":
-            lines.append(f"    if TYPE({var}) is not FLOAT: return None")
             lines.append(f"    out.append({var})")
             return
         if t.kind == "none":
@@ -144,7 +152,6 @@ def flattener(td: TreeDef) -> Callable[[Any], list[Any] | None] | None:
             kids = var
             lines.append(f"    if LEN({var}) != {len(t.children)}: return None")
         if t.children and t.children is _leaf_tuples.get(len(t.children)):
-            lines.append(f"    if not FLOATS.issuperset(MAP(TYPE, {kids})): return None")
             lines.append(f"    out.extend({kids})")
             return
         for k, c in enumerate(t.children):
@@ -153,6 +160,8 @@ def flattener(td: TreeDef) -> Callable[[Any], list[Any] | None] | None:
             walk(c, child)
 
     walk(td, "x0")
-    lines.append("    return out")
+    # Every leaf a float, checked in one pass (a container where a leaf was
+    # expected is caught here too).
+    lines.append("    return out if FLOATS.issuperset(MAP(TYPE, out)) else None")
     src.lines = lines
     return src.run("flatten")
