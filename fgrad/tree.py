@@ -186,8 +186,21 @@ def tree_flatten(tree: Any) -> tuple[list[Any], TreeDef]:
     >>> tree_unflatten(td, [10.0, 20.0, 30.0])
     {'a': (10.0, None), 'b': [20.0, 30.0]}
     """
+    if _fast is not None:  # a structure seen before: its compiled flattener
+        hit: tuple[list[Any], TreeDef] | None = _fast.flatten(tree)
+        if hit is not None:
+            return hit
     leaves: list[Any] = []
-    return leaves, _flatten(tree, leaves)
+    td = _flatten(tree, leaves)
+    if _fast is not None:
+        _fast.seen(tree, td)
+    return leaves, td
+
+
+# fgrad.treegen installs itself here: structures met again and again (a
+# model, its gradients, an optimiser's state) are flattened and rebuilt by
+# code generated for them.
+_fast: Any = None
 
 
 def _flatten(x: Any, leaves: list[Any]) -> TreeDef:
@@ -271,6 +284,9 @@ def _unflatten_checked(treedef: TreeDef, leaves: Iterable[Any], persistent: bool
             f"tree_unflatten: the structure {treedef!r} has {treedef.num_leaves} "
             f"leaves but {len(items)} values were given"
         )
+    build = _fast.builder(treedef, persistent) if _fast is not None else None
+    if build is not None:
+        return build(items)
     return _build(treedef, iter(items), persistent)
 
 

@@ -17,18 +17,22 @@ static values stay in Python objects beside it (``K[i]``).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from pyrsistent import PMap, PVector, pmap, pvector
 
+from . import tree as _tree
 from .tree import TreeDef, _dataclass_layout, _getters, _leaf_tuples
 
-__all__ = ["unflattener", "flattener", "MAX_LEAVES"]
+__all__ = ["unflattener", "flattener", "MAX_LEAVES", "MIN_LEAVES"]
 
 # Larger structures keep the generic walk: their source would cost more to
-# compile than it saves.
+# compile than it saves. So do small ones, for tree_flatten/tree_unflatten
+# (jit compiles its own whatever their size).
 MAX_LEAVES = 20_000
+MIN_LEAVES = 16
 
 _object_new = object.__new__
 _set = object.__setattr__
@@ -67,7 +71,7 @@ class _Source:
 
     def run(self, name: str) -> Callable[..., Any]:
         namespace: dict[str, Any] = {
-            "K": tuple(self.consts), "MAKE": _make, "MAKE_PLAIN": _make_plain, "PV": pvector, "PM": pmap, "PVector": PVector,
+            "K": tuple(self.consts), "MAKE": _make, "MAKE_PLAIN": _make_plain, "PV": pvector, "PM": pmap,
             "DICT": dict, "ZIP": zip, "TYPE": type, "LEN": len, "FLOAT": float, "SET": set,
             "MAP": map, "FLOATS": frozenset({float}),
         }
@@ -75,9 +79,10 @@ class _Source:
         return namespace[name]  # type: ignore[no-any-return]
 
 
-def unflattener(td: TreeDef) -> Callable[[Sequence[Any]], Any] | None:
+def unflattener(td: TreeDef, persistent: bool = False) -> Callable[[Sequence[Any]], Any] | None:
     """A function rebuilding trees of structure ``td`` from a sequence of its
-    leaves (as ``tree_unflatten`` does), or None for a very large structure."""
+    leaves (as ``tree_unflatten`` does; with ``persistent``, as
+    ``unflatten_persistent``), or None for a very large structure."""
     if td.num_leaves > MAX_LEAVES:
         return None
     src = _Source()
@@ -98,9 +103,10 @@ def unflattener(td: TreeDef) -> Callable[[Sequence[Any]], Any] | None:
             kids = "(" + "".join(build(c) + ", " for c in t.children) + ")"
         if kind == "map":
             d = f"DICT(ZIP({src.const(t.meta)}, {kids}))"
-            return f"PM({d})" if t.node_type is PMap else f"{src.const(t.node_type)}({d})"
+            return f"PM({d})" if persistent or t.node_type is PMap else f"{src.const(t.node_type)}({d})"
         if kind == "list":
-            return f"PV({kids})" if t.node_type is PVector else f"{src.const(t.node_type)}({kids})"
+            plain = persistent or t.node_type is PVector
+            return f"PV({kids})" if plain else f"{src.const(t.node_type)}({kids})"
         if kind == "tuple":
             return f"tuple({kids})" if t.node_type is tuple else f"{src.const(t.node_type)}({kids})"
         if kind == "namedtuple":
@@ -132,8 +138,11 @@ def flattener(td: TreeDef) -> Callable[[Any], list[Any] | None] | None:
         if t.kind == "none":
             lines.append(f"    if {var} is not None: return None")
             return
-        if t.node_type is PVector or t.node_type is PMap:  # abstract: the C types register
-            lines.append(f"    if not isinstance({var}, {src.const(t.node_type)}): return None")
+        if t.node_type is PVector or t.node_type is PMap:
+            # Abstract classes (isinstance is slow through them): check the
+            # concrete type pyrsistent makes; any other falls back.
+            concrete = type(pvector()) if t.node_type is PVector else type(pmap())
+            lines.append(f"    if TYPE({var}) is not {src.const(concrete)}: return None")
         else:
             lines.append(f"    if TYPE({var}) is not {src.const(t.node_type)}: return None")
         if t.kind == "dataclass":
@@ -165,3 +174,53 @@ def flattener(td: TreeDef) -> Callable[[Any], list[Any] | None] | None:
     lines.append("    return out if FLOATS.issuperset(MAP(TYPE, out)) else None")
     src.lines = lines
     return src.run("flatten")
+
+
+# tree_flatten / tree_unflatten's cache --------------------------------------
+# A structure is compiled the second time it is met (once is often a one-off),
+# keyed by the tree's top-level type (flatten) or the TreeDef object (unflatten).
+
+_by_type: dict[type, list[Any]] = {}  # type -> [treedef, times seen, flattener]
+_builders: dict[tuple[int, bool], list[Any]] = {}  # (id(td), persistent) -> [td, uses, builder]
+_MAX_ENTRIES = 256
+
+
+def flatten(tree: Any) -> tuple[list[Any], TreeDef] | None:
+    entry = _by_type.get(type(tree))
+    if entry is None or entry[2] is None:
+        return None
+    leaves = entry[2](tree)
+    return None if leaves is None else (leaves, entry[0])
+
+
+def seen(tree: Any, td: TreeDef) -> None:
+    if not MIN_LEAVES <= td.num_leaves <= MAX_LEAVES:
+        return
+    entry = _by_type.get(type(tree))
+    if entry is not None and (entry[0] is td or entry[0] == td):
+        entry[1] += 1
+        if entry[2] is None and entry[1] >= 2:
+            entry[2] = flattener(td)
+        return
+    if len(_by_type) >= _MAX_ENTRIES:
+        _by_type.clear()
+    _by_type[type(tree)] = [td, 1, None]
+
+
+def builder(td: TreeDef, persistent: bool) -> Callable[[Sequence[Any]], Any] | None:
+    if not MIN_LEAVES <= td.num_leaves <= MAX_LEAVES:
+        return None
+    key = (id(td), persistent)
+    entry = _builders.get(key)
+    if entry is None or entry[0] is not td:  # (a new TreeDef at a recycled id)
+        if len(_builders) >= _MAX_ENTRIES:
+            _builders.clear()
+        _builders[key] = [td, 1, None]
+        return None
+    entry[1] += 1
+    if entry[2] is None:
+        entry[2] = unflattener(td, persistent)
+    return entry[2]  # type: ignore[no-any-return]
+
+
+_tree._fast = sys.modules[__name__]

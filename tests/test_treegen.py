@@ -90,3 +90,40 @@ def test_jit_serves_changing_structures_and_static_values() -> None:
     info = g.cache_info()
     assert (info.traces, info.misses, info.hits) == (3, 3, 4)
     assert len(calls) == 3
+
+
+def generic(tree: Any) -> tuple[list[Any], Any]:
+    from fgrad import tree as tree_module
+
+    leaves: list[Any] = []
+    return leaves, tree_module._flatten(tree, leaves)
+
+
+@given(trees)
+def test_tree_flatten_and_unflatten_agree_once_compiled(tree: Any) -> None:
+    # Big enough to be compiled on the second meeting; met three times.
+    big = (tree, [float(i) for i in range(treegen.MIN_LEAVES)], {"k": floats_only(tree)})
+    want_leaves, want_td = generic(big)
+    for _ in range(3):
+        leaves, td = fg.tree_flatten(big)
+        assert leaves == want_leaves and td == want_td
+        assert same(fg.tree_unflatten(td, leaves), fg.tree_unflatten(want_td, want_leaves))
+        rebuilt = fg.tree_unflatten(want_td, [x * 2 for x in leaves])
+        assert fg.tree_flatten(rebuilt)[0] == [x * 2 for x in leaves]
+        from fgrad.tree import _build, unflatten_persistent
+
+        assert same(unflatten_persistent(want_td, leaves), _build(want_td, iter(leaves), True))
+
+
+def test_the_cache_follows_a_changing_structure() -> None:
+    a = {"w": [float(i) for i in range(20)], "b": 1.0}
+    b = {"w": [float(i) for i in range(21)], "b": 1.0}
+    c = {"w": [float(i) for i in range(20)], "c": 1.0}
+    d = {"w": [float(i) for i in range(20)], "b": 1}  # an int leaf
+    from fgrad import treegen as cache
+
+    for other in (b, c, d):
+        for _ in range(3):
+            assert fg.tree_flatten(a) == generic(a)
+        assert cache._by_type[dict][2] is not None  # a's flattener, compiled
+        assert fg.tree_flatten(other) == generic(other)  # refused by it
