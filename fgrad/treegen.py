@@ -141,7 +141,7 @@ def flattener(td: TreeDef) -> Callable[[Any], list[Any] | None] | None:
         if t.node_type is PVector or t.node_type is PMap:
             # Abstract classes (isinstance is slow through them): check the
             # concrete type pyrsistent makes; any other falls back.
-            concrete = type(pvector()) if t.node_type is PVector else type(pmap())
+            concrete: type = type(pvector()) if t.node_type is PVector else type(pmap())
             lines.append(f"    if TYPE({var}) is not {src.const(concrete)}: return None")
         else:
             lines.append(f"    if TYPE({var}) is not {src.const(t.node_type)}: return None")
