@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from . import optim
+from .batching import have_numpy
 from .datasets import moons
 from .graph import count_nodes
 from .jit import jit
@@ -216,6 +217,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> Result
         f"two moons: {len(xs)} examples, MLP 2-16-16-1 ({len(tree_leaves(model))} parameters), "
         f"{'vmap under jit, ' if args.vmap else ''}{args.style} graph, {args.steps} SGD steps\n"
     )
+    if args.vmap and not have_numpy():
+        out.write("numpy is not installed, so vmap runs its loop "
+                  "(pip install 'fgrad[numpy]' for the batched backend)\n")
     result = train(model, xs, ys, args.steps, progress=out, vmap=args.vmap)
     out.write(
         f"final loss {result.losses[-1]:.6f}, accuracy {result.accuracy:.1%}, "

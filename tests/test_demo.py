@@ -71,3 +71,14 @@ def test_example_script_runs(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["moons.py", "--steps", "1", "--n", "10", "--no-plot"])
     runpy.run_path("examples/moons.py", run_name="__main__")
     assert "final loss" in capsys.readouterr().out
+
+
+def test_vmap_mode_reaches_full_accuracy_and_says_when_numpy_is_missing(monkeypatch):
+    out = io.StringIO()
+    result = demo.main(["--vmap", "--no-plot"], out=out)
+    assert result.accuracy == 1.0
+    assert "vmap under jit" in out.getvalue() and "numpy is not installed" not in out.getvalue()
+    monkeypatch.setattr(demo, "have_numpy", lambda: False)
+    out = io.StringIO()
+    demo.main(["--vmap", "--no-plot", "--steps", "1", "--n", "10"], out=out)
+    assert "pip install 'fgrad[numpy]'" in out.getvalue()
