@@ -17,6 +17,7 @@ static values stay in Python objects beside it (``K[i]``).
 
 from __future__ import annotations
 
+import operator
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -73,7 +74,7 @@ class _Source:
         namespace: dict[str, Any] = {
             "K": tuple(self.consts), "MAKE": _make, "MAKE_PLAIN": _make_plain, "PV": pvector, "PM": pmap,
             "DICT": dict, "ZIP": zip, "TYPE": type, "LEN": len, "FLOAT": float, "SET": set,
-            "MAP": map, "FLOATS": frozenset({float}),
+            "MAP": map, "FLOATS": frozenset({float}), "ALL": all, "IS": operator.is_,
         }
         exec(compile("\n".join(self.lines) + "\n", f"<fgrad.treegen {name}>", "exec"), namespace)  # noqa: S102
         return namespace[name]  # type: ignore[no-any-return]
@@ -82,10 +83,12 @@ class _Source:
 def unflattener(td: TreeDef, persistent: bool = False) -> Callable[[Sequence[Any]], Any] | None:
     """A function rebuilding trees of structure ``td`` from a sequence of its
     leaves (as ``tree_unflatten`` does; with ``persistent``, as
-    ``unflatten_persistent``), or None for a very large structure."""
+    ``unflatten_persistent``), or None for a very large structure. One
+    statement per container, so any depth compiles."""
     if td.num_leaves > MAX_LEAVES:
         return None
     src = _Source()
+    lines = ["def unflatten(L):"]
     counter = iter(range(td.num_leaves))
 
     def build(t: TreeDef) -> str:
@@ -103,41 +106,65 @@ def unflattener(td: TreeDef, persistent: bool = False) -> Callable[[Sequence[Any
             kids = "(" + "".join(build(c) + ", " for c in t.children) + ")"
         if kind == "map":
             d = f"DICT(ZIP({src.const(t.meta)}, {kids}))"
-            return f"PM({d})" if persistent or t.node_type is PMap else f"{src.const(t.node_type)}({d})"
-        if kind == "list":
+            expr = f"PM({d})" if persistent or t.node_type is PMap else f"{src.const(t.node_type)}({d})"
+        elif kind == "list":
             plain = persistent or t.node_type is PVector
-            return f"PV({kids})" if plain else f"{src.const(t.node_type)}({kids})"
-        if kind == "tuple":
-            return f"tuple({kids})" if t.node_type is tuple else f"{src.const(t.node_type)}({kids})"
-        if kind == "namedtuple":
-            return f"{src.const(t.node_type)}(*{kids})"
-        names, static, static_values = t.meta
-        cls, fields = src.const(t.node_type), src.const(names + static)
-        make = "MAKE" if hasattr(t.node_type, "__slots__") else "MAKE_PLAIN"
-        return f"{make}({cls}, {fields}, (*{kids}, *{src.const(static_values)}))"
+            expr = f"PV({kids})" if plain else f"{src.const(t.node_type)}({kids})"
+        elif kind == "tuple":
+            expr = f"tuple({kids})" if t.node_type is tuple else f"{src.const(t.node_type)}({kids})"
+        elif kind == "namedtuple":
+            expr = f"{src.const(t.node_type)}(*{kids})"
+        else:
+            names, static, static_values = t.meta
+            cls, fields = src.const(t.node_type), src.const(names + static)
+            make = "MAKE_PLAIN" if _plain_fields(t.node_type, names + static) else "MAKE"
+            expr = f"{make}({cls}, {fields}, (*{kids}, *{src.const(static_values)}))"
+        name = src.temp()
+        lines.append(f"    {name} = {expr}")
+        return name
 
-    body = build(td)
-    src.lines = ["def unflatten(L):", f"    return {body}"]
+    lines.append(f"    return {build(td)}")
+    src.lines = lines
     return src.run("unflatten")
+
+
+def _plain_fields(cls: type, fields: tuple[str, ...]) -> bool:
+    """Instances keep a ``__dict__`` and no field is a data descriptor (a
+    property-like class attribute): fields may be written in one update."""
+    if hasattr(cls, "__slots__"):
+        return False
+    for f in fields:
+        # The raw class attribute (getattr would call a descriptor's __get__).
+        attr = next((k.__dict__[f] for k in cls.__mro__ if f in k.__dict__), None)
+        if hasattr(type(attr), "__set__"):
+            return False
+    return True
 
 
 def flattener(td: TreeDef) -> Callable[[Any], list[Any] | None] | None:
     """A function returning the leaves of a tree of structure ``td`` whose
     leaves are floats (as ``tree_flatten`` does), or None when the tree has
     another structure or another kind of leaf (the caller then takes the
-    general path). None for a very large structure."""
+    general path). None for a very large structure, or one with dict keys
+    other than strings.
+
+    A tree it accepts is given ``td`` as its structure, so it must be
+    indistinguishable from the tree ``td`` was made from: static field
+    values must be the very same objects (``1 == True == 1.0`` and
+    ``0.0 == -0.0``, but a function may tell them apart), and dict keys
+    strings (equal strings are interchangeable)."""
     if td.num_leaves > MAX_LEAVES:
         return None
     src = _Source()
     lines = ["def flatten(x0):", "    out = []"]
 
-    def walk(t: TreeDef, var: str) -> None:
+    def walk(t: TreeDef, var: str) -> bool:
         if t.kind == "leaf":
             lines.append(f"    out.append({var})")
-            return
+            return True
         if t.kind == "none":
             lines.append(f"    if {var} is not None: return None")
-            return
+            return True
         if t.node_type is PVector or t.node_type is PMap:
             # Abstract classes (isinstance is slow through them): check the
             # concrete type pyrsistent makes; any other falls back.
@@ -149,10 +176,14 @@ def flattener(td: TreeDef) -> Callable[[Any], list[Any] | None] | None:
             names, static, static_values = t.meta
             _dataclass_layout(t.node_type)
             get_kids, get_static = _getters[t.node_type]
-            lines.append(f"    if {src.const(get_static)}({var}) != {src.const(static_values)}: return None")
+            if static:
+                lines.append(f"    if not ALL(MAP(IS, {src.const(get_static)}({var}), "
+                             f"{src.const(static_values)})): return None")
             kids = src.temp()
             lines.append(f"    {kids} = {src.const(get_kids)}({var})")
         elif t.kind == "map":
+            if not all(type(k) is str for k in t.meta):
+                return False
             kids = src.temp()
             lines.append(f"    if LEN({var}) != {len(t.meta)} or SET({var}) != {src.const(set(t.meta))}: "
                          "return None")
@@ -162,13 +193,16 @@ def flattener(td: TreeDef) -> Callable[[Any], list[Any] | None] | None:
             lines.append(f"    if LEN({var}) != {len(t.children)}: return None")
         if t.children and t.children is _leaf_tuples.get(len(t.children)):
             lines.append(f"    out.extend({kids})")
-            return
+            return True
         for k, c in enumerate(t.children):
             child = src.temp()
             lines.append(f"    {child} = {kids}[{k}]")
-            walk(c, child)
+            if not walk(c, child):
+                return False
+        return True
 
-    walk(td, "x0")
+    if not walk(td, "x0"):
+        return None
     # Every leaf a float, checked in one pass (a container where a leaf was
     # expected is caught here too).
     lines.append("    return out if FLOATS.issuperset(MAP(TYPE, out)) else None")
@@ -180,31 +214,45 @@ def flattener(td: TreeDef) -> Callable[[Any], list[Any] | None] | None:
 # A structure is compiled the second time it is met (once is often a one-off),
 # keyed by the tree's top-level type (flatten) or the TreeDef object (unflatten).
 
-_by_type: dict[type, list[Any]] = {}  # type -> [treedef, times seen, flattener]
+# type -> up to _PER_TYPE entries [treedef, times seen, flattener], newest first
+_by_type: dict[type, list[list[Any]]] = {}
 _builders: dict[tuple[int, bool], list[Any]] = {}  # (id(td), persistent) -> [td, uses, builder]
 _MAX_ENTRIES = 256
+_PER_TYPE = 4  # a few models of one class used in turn (a GAN's two MLPs)
 
 
 def flatten(tree: Any) -> tuple[list[Any], TreeDef] | None:
-    entry = _by_type.get(type(tree))
-    if entry is None or entry[2] is None:
-        return None
-    leaves = entry[2](tree)
-    return None if leaves is None else (leaves, entry[0])
+    for entry in _by_type.get(type(tree), ()):
+        if entry[2] is not None:
+            leaves = entry[2](tree)
+            if leaves is not None:
+                return leaves, entry[0]
+    return None
 
 
 def seen(tree: Any, td: TreeDef) -> None:
     if not MIN_LEAVES <= td.num_leaves <= MAX_LEAVES:
         return
-    entry = _by_type.get(type(tree))
-    if entry is not None and (entry[0] is td or entry[0] == td):
-        entry[1] += 1
-        if entry[2] is None and entry[1] >= 2:
-            entry[2] = flattener(td)
-        return
-    if len(_by_type) >= _MAX_ENTRIES:
-        _by_type.clear()
-    _by_type[type(tree)] = [td, 1, None]
+    entries = _by_type.get(type(tree))
+    if entries is None:
+        if len(_by_type) >= _MAX_ENTRIES:
+            _by_type.clear()
+        entries = _by_type[type(tree)] = []
+    for entry in entries:
+        if _same(entry[0], td):
+            entry[1] += 1
+            if entry[2] is None and entry[1] >= 2:
+                entry[2] = flattener(td)
+            return
+    entries.insert(0, [td, 1, None])
+    del entries[_PER_TYPE:]
+
+
+def _same(a: TreeDef, b: TreeDef) -> bool:
+    try:
+        return a is b or bool(a == b)
+    except Exception:  # noqa: BLE001 - a static value that cannot compare (an array)
+        return False
 
 
 def builder(td: TreeDef, persistent: bool) -> Callable[[Sequence[Any]], Any] | None:

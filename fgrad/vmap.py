@@ -43,7 +43,7 @@ from .batching import (
     numpy_module,
     stack_p,
 )
-from .core import Expr, Trace, _active, _is_number, bind, make_node
+from .core import Expr, Trace, _active, bind, make_node
 from .tree import tree_flatten, tree_unflatten
 
 __all__ = ["vmap", "Batched"]
@@ -139,6 +139,11 @@ def _example(args: Sequence[Any], axes: Sequence[int | None], i: int) -> list[An
 _inside: ContextVar[bool] = ContextVar("fgrad_inside_batched_vmap", default=False)
 
 
+def _exact_double(x: Any) -> bool:
+    """A number a float64 array holds exactly, with float arithmetic."""
+    return isinstance(x, float) or (isinstance(x, int) and -(2**53) <= x <= 2**53)
+
+
 def _can_batch() -> bool:
     """Under a live jit trace (the outermost), with numpy, not debugging nans,
     not inside another batched vmap."""
@@ -179,8 +184,8 @@ def _batched_call(f: Callable[..., Any], args: Sequence[Any], axes: Sequence[int
         for k in range(td.num_leaves):
             leaves = [fl[0][k] for fl in flats]
             for x in leaves:
-                if not (type(x) is Expr or _is_number(x)) or is_batch(x):
-                    return None
+                if not (type(x) is Expr or _exact_double(x)) or is_batch(x):
+                    return None  # e.g. a huge int or a float32: its own arithmetic, in the loop
             if any(type(x) is Expr for x in leaves):
                 columns.append(bind(stack_p, *leaves))
             else:

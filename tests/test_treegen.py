@@ -3,6 +3,8 @@ with the general tree walk, and refuse every tree of another structure."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from test_tree import EXAMPLES, same, trees
 import fgrad as fg
 from fgrad import treegen
 from fgrad.nn import MLP
+from fgrad.tree import static_field
 
 
 def floats_only(tree: Any) -> Any:
@@ -62,8 +65,11 @@ def test_another_structure_is_refused() -> None:
 
 
 def test_hostile_keys_stay_out_of_the_source() -> None:
-    tree = {"x\nimport os": 1.0, "') or True or ('": pvector([2.0]), 3: pmap({"\\": 4.0})}
+    tree = {"x\nimport os": 1.0, "') or True or ('": pvector([2.0]), "3": pmap({"\\": 4.0})}
     check(tree)
+    # Keys other than strings (1 == 1.0 == True) are left to the general walk.
+    assert treegen.flattener(fg.tree_structure({3: 1.0, "a": 2.0})) is None
+    assert treegen.unflattener(fg.tree_structure({3: 1.0, "a": 2.0})) is not None
 
 
 def test_very_large_structures_keep_the_general_walk() -> None:
@@ -125,5 +131,87 @@ def test_the_cache_follows_a_changing_structure() -> None:
     for other in (b, c, d):
         for _ in range(3):
             assert fg.tree_flatten(a) == generic(a)
-        assert cache._by_type[dict][2] is not None  # a's flattener, compiled
+        assert any(e[2] is not None and e[0] == generic(a)[1] for e in cache._by_type[dict])  # compiled
         assert fg.tree_flatten(other) == generic(other)  # refused by it
+
+
+# Regressions found by review ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Flagged:
+    w: tuple[float, ...]
+    flag: Any = static_field(default=False)
+
+
+def test_static_values_equal_but_not_identical_are_not_confused() -> None:
+    w = tuple(float(i) for i in range(16))
+
+    def loss(m: Flagged) -> Any:
+        return fg.sum([x * x for x in m.w]) * (7.0 if m.flag is True else 1.0)
+
+    for _ in range(3):
+        assert fg.grad(loss)(Flagged(w, 1)).w[1] == 2.0
+    got = fg.grad(loss)(Flagged(w, True))
+    assert got.w[1] == 14.0 and got.flag is True
+    for flag in (0.0, -0.0):
+        leaves, td = fg.tree_flatten(Flagged(w, flag))
+        assert math.copysign(1.0, td.meta[2][0]) == math.copysign(1.0, flag)
+
+
+class Positive:
+    """A data descriptor: the field is stored elsewhere, as its absolute value."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = "_" + name
+
+    def __get__(self, obj: Any, cls: Any = None) -> Any:
+        return 0.0 if obj is None else getattr(obj, self.name)
+
+    def __set__(self, obj: Any, value: float) -> None:
+        object.__setattr__(obj, self.name, abs(value))
+
+
+@dataclass
+class WithDescriptor:
+    a: float = Positive()  # type: ignore[assignment]
+    b: tuple[float, ...] = ()
+
+
+def test_dataclass_fields_that_are_descriptors_are_set_through_them() -> None:
+    m = WithDescriptor(-1.0, tuple(float(i) for i in range(16)))
+    leaves, td = fg.tree_flatten(m)
+    for _ in range(3):
+        assert fg.tree_unflatten(td, leaves).a == 1.0
+
+
+def test_deep_structures_rebuild_at_any_depth() -> None:
+    deep: Any = [float(i) for i in range(16)]
+    for _ in range(300):
+        deep = [deep, 1.0]
+    leaves, td = fg.tree_flatten(deep)
+    for _ in range(3):
+        assert fg.tree_flatten(fg.tree_unflatten(td, leaves)) == (leaves, td)
+
+
+def test_unhashable_static_values_keep_working() -> None:
+    np = pytest.importorskip("numpy")
+
+    @dataclass(frozen=True)
+    class Scaled:
+        w: tuple[float, ...]
+        scale: Any = static_field(default=None)
+
+    m = Scaled(tuple(float(i) for i in range(16)), np.array([2.0, 3.0]))
+    for _ in range(3):
+        assert fg.grad(lambda m: fg.sum(m.w) * float(m.scale[0]))(m).w[0] == 2.0
+
+
+def test_two_structures_of_one_type_in_turn_are_both_compiled() -> None:
+    a = MLP.init([2, 8, 1], seed=0)
+    b = MLP.init([2, 4, 4, 1], seed=1)
+    for _ in range(3):
+        for m in (a, b):
+            assert fg.tree_flatten(m) == generic(m)
+    entries = treegen._by_type[MLP]
+    assert sum(e[2] is not None for e in entries) >= 2

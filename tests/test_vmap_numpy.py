@@ -358,3 +358,12 @@ def test_random_layered_programs_batched_equal_the_loop(layers, n, n_in, mode, r
     j = fg.jit(build("auto"))
     close(j(params, xs), want, atol=1e-14)
     close(j(params, xs), want, atol=1e-14)  # compiled
+
+
+def test_data_a_double_cannot_hold_exactly_is_mapped_by_the_loop():
+    big = [10**20 + 1, 10**20 + 7]
+    f = fg.jit(lambda w: fg.vmap(lambda w, x: w * (x - 10**20), in_axes=(None, 0))(w, big))
+    assert f(1.0) == (1.0, 7.0)
+    small = [np.float32(0.1), np.float32(0.7)]
+    g = fg.jit(lambda w: fg.vmap(lambda w, x: w * x, in_axes=(None, 0))(w, small))
+    assert g(1.0) == tuple(1.0 * x for x in small)
