@@ -35,7 +35,7 @@ from .codegen import GuardFailed, compile_trace
 from .core import _active, make_node, new_trace
 from .transforms import lower
 from .tree import TreeDef, tree_flatten, tree_paths, tree_unflatten
-from .treegen import flattener, unflattener
+from .treegen import FlattenCache, unflattener
 
 __all__ = ["jit", "Jitted", "CacheInfo"]
 
@@ -148,7 +148,7 @@ class Jitted:
         self._lock = threading.Lock()
         self._counter = 0
         self._traces = self._hits = self._misses = 0
-        self._recent: tuple[TreeDef, Callable[[Any], list[Any] | None]] | None = None
+        self._flat = FlattenCache(per_key=4, max_keys=1)  # compiled flatteners of the arguments
         self._last_key: tuple[TreeDef, tuple[Any, ...], _Key] | None = None
 
     def cache_info(self) -> CacheInfo:
@@ -163,12 +163,12 @@ class Jitted:
                 raise ValueError(f"jit: static_argnums names argument {i} but the call has {n} arguments")
             static.append(i % n)
         dynamic = tuple(a for i, a in enumerate(args) if i not in static)
-        recent = self._recent  # the structure of the last new path, flattened by compiled code
-        fast = recent[1](dynamic) if recent is not None else None
+        fast = self._flat.flatten(None, dynamic)  # a structure met before: compiled code
         if fast is not None:
-            leaves, td = fast, recent[0]  # type: ignore[index]
+            leaves, td = fast
         else:
             leaves, td = tree_flatten(dynamic)
+            self._flat.seen(None, td, leaves)
             kinds = set(map(type, leaves))
             if not kinds <= {float}:
                 leaves = self._as_floats(leaves, td)
@@ -237,8 +237,7 @@ class Jitted:
                     self._paths.move_to_end(pid)
             return path.build(flat) if path.build is not None else tree_unflatten(path.out_tree, flat)
         path, result = self._trace(args, kwargs, leaves, layout)
-        flatten = flattener(layout[0])
-        self._recent = None if flatten is None else (layout[0], flatten)
+        self._flat.prime(None, layout[0])  # part of tracing and compiling, not of later calls
         with self._lock:
             self._misses += 1
             self._traces += 1

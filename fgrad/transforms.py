@@ -96,9 +96,9 @@ def trace_inputs(
     leaves, treedef = tree_flatten(tuple(args[i] for i in argnums))
     values = []
     for k, leaf in enumerate(leaves):
-        if type(leaf) is float:
+        if type(leaf) is float or (type(leaf) is Expr and leaf.trace.live):
             values.append(leaf)
-        else:
+        else:  # (where it is: only worked out for a leaf that may need an error)
             values.append(check_leaf(name, leaf, _leaf_where(argnums, treedef, k)))
     nodes = [make_node(tr, v, None, ()) for v in values]
     tr.in_tree = treedef

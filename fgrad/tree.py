@@ -193,7 +193,7 @@ def tree_flatten(tree: Any) -> tuple[list[Any], TreeDef]:
     leaves: list[Any] = []
     td = _flatten(tree, leaves)
     if _fast is not None:
-        _fast.seen(tree, td)
+        _fast.seen(tree, td, leaves)
     return leaves, td
 
 

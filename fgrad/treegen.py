@@ -27,7 +27,7 @@ from pyrsistent import PMap, PVector, pmap, pvector
 from . import tree as _tree
 from .tree import TreeDef, _dataclass_layout, _getters, _leaf_tuples
 
-__all__ = ["unflattener", "flattener", "MAX_LEAVES", "MIN_LEAVES"]
+__all__ = ["unflattener", "flattener", "FlattenCache", "MAX_LEAVES", "MIN_LEAVES"]
 
 # Larger structures keep the generic walk: their source would cost more to
 # compile than it saves. So do small ones, for tree_flatten/tree_unflatten
@@ -214,38 +214,66 @@ def flattener(td: TreeDef) -> Callable[[Any], list[Any] | None] | None:
 # A structure is compiled the second time it is met (once is often a one-off),
 # keyed by the tree's top-level type (flatten) or the TreeDef object (unflatten).
 
-# type -> up to _PER_TYPE entries [treedef, times seen, flattener], newest first
-_by_type: dict[type, list[list[Any]]] = {}
+class FlattenCache:
+    """Compiled flatteners for the float trees met most recently, a few per
+    key (a tree's type; a GAN updates two MLPs in turn). A structure is
+    compiled the second time it is met. Trees whose leaves are not all floats
+    are not remembered: the compiled code serves only float trees."""
+
+    def __init__(self, per_key: int = 4, max_keys: int = 256) -> None:
+        self.entries: dict[Any, list[list[Any]]] = {}  # key -> [treedef, times met, flattener], newest first
+        self.per_key = per_key
+        self.max_keys = max_keys
+
+    def flatten(self, key: Any, tree: Any) -> tuple[list[Any], TreeDef] | None:
+        for entry in self.entries.get(key, ()):
+            if entry[2] is not None:
+                leaves = entry[2](tree)
+                if leaves is not None:
+                    return leaves, entry[0]
+        return None
+
+    def seen(self, key: Any, td: TreeDef, leaves: list[Any]) -> None:
+        """A tree the compiled flatteners did not take, walked generically."""
+        if not MIN_LEAVES <= td.num_leaves <= MAX_LEAVES or not _FLOATS.issuperset(map(type, leaves)):
+            return
+        entries = self.entries.get(key)
+        if entries is None:
+            if len(self.entries) >= self.max_keys:
+                self.entries.clear()
+            entries = self.entries[key] = []
+        for entry in entries:
+            # An equal structure not compiled yet. (A compiled one refused
+            # this tree: its static values are other objects. It is a new
+            # structure for the compiled code.)
+            if entry[2] is None and _same(entry[0], td):
+                entry[1] += 1
+                if entry[1] >= 2:
+                    entry[2] = flattener(td)
+                return
+        entries.insert(0, [td, 1, None])
+        del entries[self.per_key:]
+
+    def prime(self, key: Any, td: TreeDef) -> None:
+        """Compile ``td`` now (jit, for the structure it has just traced)."""
+        if MIN_LEAVES <= td.num_leaves <= MAX_LEAVES:
+            entries = self.entries.setdefault(key, [])
+            entries.insert(0, [td, 2, flattener(td)])
+            del entries[self.per_key:]
+
+
+_FLOATS = frozenset({float})
+_by_type = FlattenCache()
 _builders: dict[tuple[int, bool], list[Any]] = {}  # (id(td), persistent) -> [td, uses, builder]
 _MAX_ENTRIES = 256
-_PER_TYPE = 4  # a few models of one class used in turn (a GAN's two MLPs)
 
 
 def flatten(tree: Any) -> tuple[list[Any], TreeDef] | None:
-    for entry in _by_type.get(type(tree), ()):
-        if entry[2] is not None:
-            leaves = entry[2](tree)
-            if leaves is not None:
-                return leaves, entry[0]
-    return None
+    return _by_type.flatten(type(tree), tree)
 
 
-def seen(tree: Any, td: TreeDef) -> None:
-    if not MIN_LEAVES <= td.num_leaves <= MAX_LEAVES:
-        return
-    entries = _by_type.get(type(tree))
-    if entries is None:
-        if len(_by_type) >= _MAX_ENTRIES:
-            _by_type.clear()
-        entries = _by_type[type(tree)] = []
-    for entry in entries:
-        if _same(entry[0], td):
-            entry[1] += 1
-            if entry[2] is None and entry[1] >= 2:
-                entry[2] = flattener(td)
-            return
-    entries.insert(0, [td, 1, None])
-    del entries[_PER_TYPE:]
+def seen(tree: Any, td: TreeDef, leaves: list[Any]) -> None:
+    _by_type.seen(type(tree), td, leaves)
 
 
 def _same(a: TreeDef, b: TreeDef) -> bool:

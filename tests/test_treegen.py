@@ -131,7 +131,7 @@ def test_the_cache_follows_a_changing_structure() -> None:
     for other in (b, c, d):
         for _ in range(3):
             assert fg.tree_flatten(a) == generic(a)
-        assert any(e[2] is not None and e[0] == generic(a)[1] for e in cache._by_type[dict])  # compiled
+        assert any(e[2] is not None and e[0] == generic(a)[1] for e in cache._by_type.entries[dict])
         assert fg.tree_flatten(other) == generic(other)  # refused by it
 
 
@@ -213,5 +213,17 @@ def test_two_structures_of_one_type_in_turn_are_both_compiled() -> None:
     for _ in range(3):
         for m in (a, b):
             assert fg.tree_flatten(m) == generic(m)
-    entries = treegen._by_type[MLP]
+    entries = treegen._by_type.entries[MLP]
     assert sum(e[2] is not None for e in entries) >= 2
+
+
+def test_an_equal_structure_with_other_static_objects_is_compiled_too() -> None:
+    # Regression: it matched the entry whose compiled flattener refused it, so
+    # it took the general walk forever.
+    a = MLP.init([2, 8, 1], seed=0).with_style("".join(["fu", "sed"]))
+    b = a.with_style("".join(["fus", "ed"]))
+    assert a.style == b.style and a.style is not b.style
+    for m in (a, a, a, b, b, b):
+        assert fg.tree_flatten(m) == generic(m)
+    flatteners = [e[2] for e in treegen._by_type.entries[MLP] if e[2] is not None]
+    assert any(f(b) is not None for f in flatteners)
