@@ -88,3 +88,10 @@ def test_derivatives_benchmark_checks_agreement_and_reports(tmp_path):
     result = bench.main(["--order", "6", "--repeats", "1", "--out", str(tmp_path)])
     assert result["order"] == 6 and result["taylor_s"] > 0 and result["nested_grad_s"] > 0
     assert "Taylor mode" in (tmp_path / "derivatives.md").read_text()
+
+
+def test_overhead_benchmark_reports_every_part():
+    pytest.importorskip("numpy")
+    result = load("overhead").main(["--number", "2", "--repeats", "1"])
+    assert set(result) == {"step", "flatten and key", "compiled code", "rebuild", "eager sgd update + apply"}
+    assert all(us > 0 for us in result.values())
