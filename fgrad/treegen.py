@@ -249,7 +249,10 @@ class FlattenCache:
             if entry[2] is None and _same(entry[0], td):
                 entry[1] += 1
                 if entry[1] >= 2:
-                    entry[2] = flattener(td)
+                    # Compiled from this tree, so it must hand back this
+                    # tree's TreeDef: an "equal" one may hold static values
+                    # that are equal but not the same (1 and True).
+                    entry[0], entry[2] = td, flattener(td)
                 return
         entries.insert(0, [td, 1, None])
         del entries[self.per_key:]

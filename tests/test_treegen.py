@@ -227,3 +227,17 @@ def test_an_equal_structure_with_other_static_objects_is_compiled_too() -> None:
         assert fg.tree_flatten(m) == generic(m)
     flatteners = [e[2] for e in treegen._by_type.entries[MLP] if e[2] is not None]
     assert any(f(b) is not None for f in flatteners)
+
+
+def test_the_compiled_flattener_hands_back_its_own_treedef() -> None:
+    # Regression: met as 0.0, -0.0, -0.0, the third gave the first TreeDef.
+    w = tuple(float(i) for i in range(20))
+
+    def loss(m: Flagged) -> Any:
+        return fg.sum([math.copysign(1.0, m.flag) * x * x for x in m.w])
+
+    got = [fg.grad(loss)(Flagged(w, flag)).w[1] for flag in (0.0, -0.0, -0.0, -0.0)]
+    assert got == [2.0, -2.0, -2.0, -2.0]
+    for flag in (1, True, True, True):
+        td = fg.tree_structure(Flagged(w, flag))
+        assert td.meta[2][0] is flag
