@@ -120,9 +120,21 @@ def fgrad_trainer(style: str, jit: bool = False, vmap: bool = False) -> Trainer:
     """value_and_grad of the loss, eager or under fg.jit (the data static);
     the optimiser runs eagerly on the returned pytrees."""
     opt = optim.sgd(learning_rate(SCHEDULE_STEPS))
-    step = fg.value_and_grad(vmap_loss if vmap else _data_loss)
+    grad_step = fg.value_and_grad(vmap_loss if vmap else _data_loss)
     if jit:
-        step = fg.jit(step, static_argnums=(1, 2))
+        grad_step = fg.jit(grad_step, static_argnums=(1, 2))
+
+    def train_step(model: MLP, state: Any, xs: Any, ys: Any) -> tuple[MLP, Any, Any]:
+        value, grads = grad_step(model, xs, ys)
+        updates, state = opt.update(grads, state, model)
+        return optim.apply_updates(model, updates), state, value
+
+    return _training(style, opt, train_step, grad_step)
+
+
+def _training(style: str, opt: Any, train_step: Callable[..., Any], jitted: Any) -> Trainer:
+    """The training loop every fgrad row shares; ``run.step`` is the part
+    that is jitted (or the eager step), for its cache_info."""
 
     def run(model: MLP, xs: Sequence[Any], ys: Sequence[float], steps: int) -> tuple[MLP, list[float]]:
         model = model.with_style(style)
@@ -130,13 +142,11 @@ def fgrad_trainer(style: str, jit: bool = False, vmap: bool = False) -> Trainer:
         state = opt.init(model)
         losses = []
         for _ in range(steps):
-            value, grads = step(model, xs, ys)
-            updates, state = opt.update(grads, state, model)
-            model = optim.apply_updates(model, updates)
+            model, state, value = train_step(model, state, xs, ys)
             losses.append(value)
         return model, losses
 
-    run.step = step  # type: ignore[attr-defined]
+    run.step = jitted  # type: ignore[attr-defined]
     return run
 
 
@@ -164,19 +174,7 @@ def fgrad_jit_step_trainer(style: str, vmap: bool = False) -> Callable[..., tupl
         return optim.apply_updates(model, updates), state, value
 
     step = fg.jit(train_step, static_argnums=(2, 3))
-
-    def run(model: MLP, xs: Sequence[Any], ys: Sequence[float], steps: int) -> tuple[MLP, list[float]]:
-        model = model.with_style(style)
-        xs, ys = as_static(xs, ys)
-        state = opt.init(model)
-        losses = []
-        for _ in range(steps):
-            model, state, value = step(model, state, xs, ys)
-            losses.append(value)
-        return model, losses
-
-    run.step = step  # type: ignore[attr-defined]
-    return run
+    return _training(style, opt, step, step)
 
 
 # numpy, by hand ----------------------------------------------------------------

@@ -336,11 +336,11 @@ class _Emitter(Registers):
                 self.pending.pop(var, None)
 
     def emit_sums(self, sums: list[tuple[str, Ref]]) -> None:
+        if not sums:
+            return
         if len(sums) == 1:
             self.put(f"{sums[0][0]} = float({self.text(sums[0][1])}.sum())")
             self.pending.pop(sums[0][0], None)
-            return
-        if not sums:
             return
         s = self.temp()
         self.put(f"{s} = {self.stack(tuple(r for _, r in sums))}.sum(axis=1)")

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import arith, ops
-from .core import Expr, Primitive, Unbatchable, _peel, bind
+from .core import Expr, Primitive, Unbatchable, _is_array, _peel, bind
 
 __all__ = [
     "Unbatchable", "numpy_module", "have_numpy", "is_batch", "batch_size",
@@ -64,10 +64,6 @@ def batch_size(x: Any) -> int:
 # The batch primitives --------------------------------------------------------
 # A scalar where a batch is expected means "the same for every example"
 # (numpy broadcasting), so each impl also accepts one.
-
-
-def _is_array(x: Any) -> bool:
-    return _np is not None and type(x) is _np.ndarray
 
 
 stack_p: Primitive = Primitive(
