@@ -150,6 +150,8 @@ data_p: Primitive = Primitive(
 # elementwise, the others fail on them and use their vectorized versions.
 TRUSTED = {id(p) for p in (*ops.PRIMITIVES.values(), stack_p, index_p, onehot_p, batch_sum_p,
                            bcast_p, vdot_p, data_p)}
+for _p in (stack_p, index_p, onehot_p, batch_sum_p, bcast_p, vdot_p, data_p):
+    _p.symbolic_zeros = True
 
 
 # The reverse pass across the batch boundary ----------------------------------

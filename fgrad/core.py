@@ -206,7 +206,8 @@ class Primitive:
             (None for zero), given the output cotangent ``g``, the output
             value ``out`` and the input values.
         jvp: ``jvp(dxs, out, *xs)`` returns the output tangent given one
-            tangent per input in ``dxs`` (None where an input has none).
+            tangent per input in ``dxs`` (``0.0`` for an input that has
+            none, such as a constant).
         products: the vjp may give a cotangent as a pair ``(a, b)`` meaning
             ``a * b``; the reverse pass multiplies late, fusing the pairs
             that reach one node into a single ``dot`` (``fg.dot`` does this).
@@ -214,6 +215,13 @@ class Primitive:
             vmap's numpy backend (used where ``impl`` fails on arrays).
             Without it, a vmap under jit that meets the primitive loops
             over the examples instead.
+        taylor: ``taylor(*series)`` maps the truncated Taylor series of the
+            inputs (lists ``[c0, c1, ..., cn]`` of coefficients, ``ck`` the
+            k-th derivative over k!) to the output's, for ``fg.derivatives``.
+            Without it, Taylor mode derives the series exactly from the
+            primitive's other rules (slower at high orders).
+        symbolic_zeros: the jvp rule receives None (not ``0.0``) for inputs
+            without a tangent, so that it can skip work; fgrad's own rules do.
 
     Rules must be written with fgrad operations (operators, ``fg.exp`` ...)
     rather than ``math``: under nested transforms their arguments are nodes,
@@ -233,7 +241,7 @@ class Primitive:
     0.693147
     """
 
-    __slots__ = ("name", "impl", "vjp", "jvp", "products", "vectorized")
+    __slots__ = ("name", "impl", "vjp", "jvp", "products", "vectorized", "taylor", "symbolic_zeros")
 
     def __init__(
         self,
@@ -244,10 +252,15 @@ class Primitive:
         *,
         products: bool = False,
         vectorized: Callable[..., Any] | None = None,
+        taylor: Callable[..., Any] | None = None,
+        symbolic_zeros: bool = False,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"Primitive: name must be a non-empty string, got {name!r}")
-        for label, rule in (("impl", impl), ("vjp", vjp), ("jvp", jvp), ("vectorized", vectorized)):
+        if not callable(impl):
+            raise TypeError(f"Primitive {name!r}: impl must be callable, got {impl!r}")
+        rules = (("vjp", vjp), ("jvp", jvp), ("vectorized", vectorized), ("taylor", taylor))
+        for label, rule in rules:
             if rule is not None and not callable(rule):
                 raise TypeError(f"Primitive {name!r}: {label} must be callable, got {rule!r}")
         self.name = name
@@ -256,6 +269,8 @@ class Primitive:
         self.jvp = jvp
         self.products = products
         self.vectorized = vectorized
+        self.taylor = taylor
+        self.symbolic_zeros = bool(symbolic_zeros)
 
     def __call__(self, *args: Any) -> Any:
         if len(args) == 1:

@@ -51,7 +51,7 @@ class _Custom(ABC):
             raise TypeError(f"{type(self).__name__} decorates a function, got {fun!r}")
         functools.update_wrapper(self, fun)
         self.fun = fun
-        self.prim = Primitive(_name(fun), impl=self._impl, vjp=self._vjp, jvp=self._jvp)
+        self.prim = Primitive(_name(fun), impl=self._impl, vjp=self._vjp, jvp=self._jvp, symbolic_zeros=True)
 
     def _impl(self, *xs: Any) -> Any:
         return _scalar_result(self.prim.name, self.fun(*xs))

@@ -204,6 +204,8 @@ def forward(
             raise RuleError(
                 f"primitive {prim.name!r} has no jvp rule, so it cannot be differentiated in forward mode"
             )
+        if not prim.symbolic_zeros:  # the rule sees what the maths means: a constant's tangent is 0
+            dxs = tuple([0.0 if d is None else d for d in dxs])
         xs = [a.value if type(a) is Expr and a.trace is trace else a for a in args]
         dts[i] = rule(dxs, node.value, *xs)
         if core.DEBUG_NANS:

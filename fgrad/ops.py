@@ -258,3 +258,6 @@ PRIMITIVES: dict[str, Primitive] = {
 PRIMITIVES["pow_const"] = pow_const
 PRIMITIVES["stop_gradient"] = stop_gradient_p
 PRIMITIVES.update({"step": step, "sign": sign, "share": share, "mul_log": mul_log, "nonzero": nonzero})
+for _p in PRIMITIVES.values():
+    _p.symbolic_zeros = True  # fgrad's own jvp rules skip the work of inputs without a tangent
+
