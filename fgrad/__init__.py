@@ -25,33 +25,39 @@ Module map:
     testing     numerical derivatives, check_grads, hypothesis strategies
 """
 
-from . import datasets, io, nn, optim, viz
+from . import datasets, io, nn, operators, optim, viz  # noqa: F401 - operators installs Expr's
 from .core import EscapedNodeError, Expr, Primitive, bind
 from .custom import custom_jvp, custom_vjp
 from .debug import NanError, debug_nans, set_debug_nans
 from .graph import count_nodes, reachable
-from .guards import TraceGuardError
+from .guards import TraceGuardError, value_of
 from .io import load, save
 from .jacobians import hessian, jacfwd, jacobian, jacrev
 from .jit import jit
 from .ops import abs_ as abs
 from .ops import (
+    ceil,
     cos,
     div,
     dot,
     exp,
+    floor,
+    floor_divide,
     log,
     maximum,
     mean,
     minimum,
+    mod,
     power,
     relu,
+    round,
     sigmoid,
     sin,
     sqrt,
     stop_gradient,
     sum,
     tanh,
+    trunc,
 )
 from .taylor import derivatives
 from .transforms import grad, jvp, linearize, trace, value_and_grad, vjp
@@ -81,6 +87,7 @@ __all__ = [
     "count_nodes", "reachable",
     "abs", "cos", "div", "dot", "exp", "log", "maximum", "mean", "minimum", "power",
     "relu", "sigmoid", "sin", "sqrt", "stop_gradient", "sum", "tanh",
+    "floor", "ceil", "trunc", "round", "floor_divide", "mod", "value_of",
     "grad", "trace", "value_and_grad", "vjp", "jvp", "linearize",
     "jacobian", "jacfwd", "jacrev", "hessian", "custom_vjp", "custom_jvp", "derivatives", "jit", "vmap",
     "TreeDef", "static_field", "tree_flatten", "tree_leaves", "tree_map",

@@ -34,7 +34,7 @@ from typing import Any
 from . import arith, ops
 from .batching import batch_sum_p, bcast_p, data_p, index_p, numpy_module, onehot_p, stack_p, vdot_p
 from .batchregs import Ref, Registers, key_of
-from .core import Primitive
+from .core import Primitive, protected
 
 __all__ = ["compile_batched"]
 
@@ -47,7 +47,6 @@ def compile_batched(
     lines = [header]
     if n_inputs:
         lines.append(f"    {', '.join(f'x{k}' for k in range(n_inputs))}, = leaves")
-    lines.append("    with ERRSTATE(all='ignore'):")
     em.lines = lines
     for ins in program:
         em.emit(ins, mask)
@@ -56,7 +55,22 @@ def compile_batched(
     source = "\n".join(lines) + "\n"
     em.namespace["K"] = tuple(em.consts)
     exec(compile(source, f"<fgrad.jit {fname}>", "exec"), em.namespace)  # noqa: S102
-    return em.namespace["compiled"], source
+    return _ignoring_fp_errors(em.namespace["compiled"], np), source
+
+
+def _ignoring_fp_errors(
+    compiled: Callable[[Sequence[Any]], tuple[Any, ...]], np: Any
+) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """``compiled`` run with numpy's floating-point errors ignored (IEEE
+    results, as the scalar ops give), numpy's settings restored after it
+    even if an interrupt lands at any bytecode (``core.protected``)."""
+
+    def run(leaves: Sequence[Any]) -> tuple[Any, ...]:
+        saved = np.geterr()
+        return protected(lambda: np.seterr(all="ignore"), lambda: compiled(leaves),
+                         lambda: np.seterr(**saved))
+
+    return run
 
 
 class _Emitter(Registers):

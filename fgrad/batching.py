@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import arith, ops
-from .core import Expr, Primitive, Unbatchable, _is_array, _peel, bind
+from .core import Expr, Primitive, Unbatchable, _is_array, _peel, active_traces, bind, make_node
 
 __all__ = [
     "Unbatchable", "numpy_module", "have_numpy", "is_batch", "batch_size",
@@ -61,6 +61,19 @@ def batch_size(x: Any) -> int:
     return len(_peel(x))
 
 
+def _batch(prim: Primitive, *args: Any) -> Any:
+    """A batch primitive in a rule. Applied to constants only (a cotangent
+    seed ``1.0`` broadcast over the batch, say), it makes a numpy array:
+    that becomes constant data of jit's trace, so that rules never hand a
+    raw array to an operation (arrays from users are refused there)."""
+    out = bind(prim, *args)
+    if type(out) is not Expr and _is_array(out):
+        stack = active_traces()
+        if stack:
+            return make_node(stack[0], out, data_p, (out,))
+    return out
+
+
 # The batch primitives --------------------------------------------------------
 # A scalar where a batch is expected means "the same for every example"
 # (numpy broadcasting), so each impl also accepts one.
@@ -70,14 +83,14 @@ stack_p: Primitive = Primitive(
     "stack",
     impl=lambda *xs: _np.array(xs, dtype=float),
     vjp=lambda g, out, *xs: tuple(index_p(g, i, len(xs)) for i in range(len(xs))),
-    jvp=lambda dxs, out, *xs: bind(stack_p, *(0.0 if d is None else d for d in dxs)),
+    jvp=lambda dxs, out, *xs: _batch(stack_p, *(0.0 if d is None else d for d in dxs)),
 )
 """``stack(x0, ..., x{n-1})``: n scalars (one per example) as a batch."""
 
 index_p: Primitive = Primitive(
     "index",
     impl=lambda x, i, n: float(x[i]) if _is_array(x) else x,
-    vjp=lambda g, out, x, i, n: (onehot_p(g, i, n), None, None),
+    vjp=lambda g, out, x, i, n: (_batch(onehot_p, g, i, n), None, None),
     jvp=lambda dxs, out, x, i, n: index_p(dxs[0], i, n),
 )
 """``index(x, i, n)``: example ``i`` of a batch of ``n``."""
@@ -93,14 +106,14 @@ onehot_p: Primitive = Primitive(
     "onehot",
     impl=_onehot,
     vjp=lambda g, out, x, i, n: (index_p(g, i, n), None, None),
-    jvp=lambda dxs, out, x, i, n: onehot_p(dxs[0], i, n),
+    jvp=lambda dxs, out, x, i, n: _batch(onehot_p, dxs[0], i, n),
 )
 """``onehot(g, i, n)``: a batch of ``n`` zeros with ``g`` at example ``i``."""
 
 batch_sum_p: Primitive = Primitive(
     "batch_sum",
     impl=lambda x, n: float(x.sum()) if _is_array(x) else x * n,
-    vjp=lambda g, out, x, n: (bcast_p(g, n), None),
+    vjp=lambda g, out, x, n: (_batch(bcast_p, g, n), None),
     jvp=lambda dxs, out, x, n: batch_sum_p(dxs[0], n),
 )
 """``batch_sum(x, n)``: the sum of a batch of ``n`` over its examples."""
@@ -109,7 +122,7 @@ bcast_p: Primitive = Primitive(
     "bcast",
     impl=lambda x, n: x if _is_array(x) else _np.full(n, x),
     vjp=lambda g, out, x, n: (batch_sum_p(g, n), None),
-    jvp=lambda dxs, out, x, n: bcast_p(dxs[0], n),
+    jvp=lambda dxs, out, x, n: _batch(bcast_p, dxs[0], n),
 )
 """``bcast(x, n)``: a scalar as a batch of ``n`` equal values."""
 
@@ -200,6 +213,13 @@ def _sigmoid(x: Any) -> Any:
     return _np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
+def _round_vectorized(x: Any, ndigits: int) -> Any:
+    if ndigits == 0:
+        return _np.round(x)  # round half to even, as Python's round(x, 0), signs included
+    # numpy scales by 10**ndigits, Python rounds the exact decimal value: other bits.
+    return _np.array([round(v, ndigits) for v in x.tolist()]) if _is_array(x) else round(x, ndigits)
+
+
 def _register(np: Any) -> None:
     table = {
         arith.div: np.divide,
@@ -221,6 +241,12 @@ def _register(np: Any) -> None:
         ops.cos: np.cos,
         ops.maximum: np.maximum,
         ops.minimum: np.minimum,
+        ops.floor_p: np.floor,
+        ops.ceil_p: np.ceil,
+        ops.trunc_p: np.trunc,
+        ops.round_p: _round_vectorized,
+        arith.floordiv: np.floor_divide,
+        arith.mod: np.mod,
     }
     for prim, fn in table.items():
         if prim.vectorized is None:

@@ -28,7 +28,7 @@ class Registers:
         self.consts: list[Any] = []
         self.funcs: dict[int, str] = {}
         self.namespace: dict[str, Any] = {
-            "ERRSTATE": np.errstate, "ARRAY": np.array, "CONCAT": np.concatenate,
+            "ARRAY": np.array, "CONCAT": np.concatenate,
             "MAXIMUM": np.maximum, "FULL": np.full,
             "DOT": np.dot, "GUARD": guard_error, "DIV": arith._div_impl, "NAN": float("nan"),
             "INF": float("inf"),
@@ -46,7 +46,7 @@ class Registers:
 
     # -- names --------------------------------------------------------------
     def put(self, line: str) -> None:
-        self.lines.append("        " + line)
+        self.lines.append("    " + line)
 
     def is_b(self, r: Ref) -> bool:
         return r[1] in self.batched if r[0] == "var" else type(r[1]) is self.np.ndarray

@@ -9,25 +9,28 @@ and wraps the result as a node of the top level. Each node holds its concrete
 value, so Python control flow on nodes works, and its creation index, so the
 tape (creation order) is a topological order for the reverse pass.
 
-This module imports nothing of fgrad.
+This module imports nothing of fgrad but its error messages.
 """
 
 from __future__ import annotations
 
 import gc
 import numbers
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
+
+from . import errors
 
 __all__ = [
     "Expr",
     "Primitive",
     "Trace",
     "bind",
-    "new_trace",
+    "traced",
+    "protected",
+    "active_traces",
     "EscapedNodeError",
     "Number",
     "Unbatchable",
@@ -53,7 +56,7 @@ def _vectorized(prim: Primitive, values: Any, error: Exception) -> Any:
     """``prim``'s impl failed on ``values``: on a batch, use its numpy
     implementation (or give up batching); on numbers, the error stands."""
     if not any(map(_is_array, values)):
-        raise error
+        raise errors.impl_failed(prim, values, error) from None
     if prim.vectorized is None:
         raise Unbatchable(f"primitive {prim.name!r} has no vectorized implementation")
     return prim.vectorized(*values)
@@ -91,28 +94,66 @@ class Trace:
 
 _active: ContextVar[tuple[Trace, ...]] = ContextVar("fgrad_active_traces", default=())
 
+T = TypeVar("T")
 
-@contextmanager
-def new_trace(name: str) -> Iterator[Trace]:
-    """Open a trace one level above the active ones for the ``with`` block."""
+
+def traced(name: str, body: Callable[[Trace], T]) -> T:
+    """Run ``body(trace)`` with a new trace open one level above the active ones.
+
+    When ``body`` returns or raises, the trace is closed (its nodes can no
+    longer be computed with), the active stack is what it was, and the
+    cyclic garbage collector is on again if the outermost trace paused it.
+    That holds even when an interrupt (Ctrl-C, KeyboardInterrupt) lands at
+    any bytecode here: the setup runs inside the ``try``, and the cleanup,
+    which is idempotent, runs in two nested ``finally`` blocks, so an
+    interrupt that cuts one short leaves the other to finish it. (A ``with``
+    statement would not do: an interrupt just before the call of its
+    ``__exit__`` skips it.)
+    """
     stack = _active.get()
     trace = Trace(stack[-1].level + 1 if stack else 1, name)
-    token = _active.set(stack + (trace,))
     # Graphs are acyclic once the tape is dropped, so reference counting frees
     # them; the cyclic collector only re-scans the growing graph while it is
-    # built (measured: ~20% of a step of the binary-style demo). The
-    # outermost transform pauses it, if it was on, and turns it back on.
+    # built (measured: a 600,000-node grad takes 1.1 s with it, 0.75 s
+    # paused). The outermost transform pauses it, if it was on.
     pause = not stack and gc.isenabled()
-    if pause:
-        gc.disable()
     try:
-        yield trace
+        try:
+            _active.set(stack + (trace,))
+            if pause:
+                gc.disable()
+            return body(trace)
+        finally:
+            _close(trace, stack, pause)
     finally:
-        trace.live = False
-        trace.tape = None
-        _active.reset(token)
-        if pause:
-            gc.enable()
+        _close(trace, stack, pause)
+
+
+def _close(trace: Trace, stack: tuple[Trace, ...], pause: bool) -> None:
+    trace.live = False
+    trace.tape = None  # breaks the node -> trace -> tape -> node cycle
+    _active.set(stack)  # set, not reset(token): safe to do twice
+    if pause:
+        gc.enable()
+
+
+def protected(setup: Callable[[], Any], body: Callable[[], T], cleanup: Callable[[], Any]) -> T:
+    """``setup(); return body()`` with an idempotent ``cleanup()`` that runs
+    however they end, even when an interrupt lands at any bytecode (see
+    :func:`traced`): for state that must not be left behind."""
+    try:
+        try:
+            setup()
+            return body()
+        finally:
+            cleanup()
+    finally:
+        cleanup()
+
+
+def active_traces() -> tuple[Trace, ...]:
+    """The traces open in this thread (or task), outermost first."""
+    return _active.get()
 
 
 @dataclass(frozen=True, slots=True, eq=False, repr=False)
@@ -284,8 +325,10 @@ class Primitive:
                     node = _new(Expr)
                     try:
                         value = self.impl(x.value)
-                    except (TypeError, ValueError) as e:
+                    except (TypeError, ValueError, OverflowError) as e:
                         value = _vectorized(self, (x.value,), e)
+                    if type(value) is not float:
+                        _check_value(self, value)
                     if DEBUG_NANS and value != value:
                         nan_found(self, (x,), "")
                     _set_value(node, value)
@@ -312,13 +355,33 @@ def bind(prim: Primitive, *args: Any) -> Any:
                     top = t
                 elif t.level == top.level:
                     raise _mixed(t, top)
+        elif type(a) is not float and _is_array(a):
+            raise errors.array_argument(prim.name, a)
+    return _apply(prim, top, args)
+
+
+def _bind_values(prim: Primitive, values: list[Any]) -> Any:
+    """:func:`bind` on values lowered from nodes: arrays among them are
+    vmap's batches, not user data."""
+    top = None
+    for a in values:
+        if type(a) is Expr:
+            t = a.trace
+            if t is not top and (top is None or t.level > top.level):
+                top = t
+    return _apply(prim, top, values)
+
+
+def _apply(prim: Primitive, top: Trace | None, args: Any) -> Any:
     if top is None:
         try:
             value = prim.impl(*args)
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:
             value = _vectorized(prim, args, e)
+        if type(value) is not float:
+            _check_value(prim, value)
         if DEBUG_NANS and value != value:
-            nan_found(prim, args, "")
+            nan_found(prim, tuple(args), "")
         return value
     if not top.live:
         raise _escaped(top)
@@ -328,13 +391,21 @@ def bind(prim: Primitive, *args: Any) -> Any:
         values = [a.value if type(a) is Expr else a for a in args]
         try:
             value = prim.impl(*values)
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:
             value = _vectorized(prim, values, e)
+        if type(value) is not float:
+            _check_value(prim, value)
         if DEBUG_NANS and value != value:
-            nan_found(prim, args, "")
-        return make_node(top, value, prim, args)
+            nan_found(prim, tuple(args), "")
+        return make_node(top, value, prim, tuple(args))
     values = [a.value if type(a) is Expr and a.trace is top else a for a in args]
-    return make_node(top, bind(prim, *values), prim, args)
+    return make_node(top, _bind_values(prim, values), prim, tuple(args))
+
+
+def _check_value(prim: Primitive, value: Any) -> None:
+    """An impl's result must be a number (or a batch, under vmap)."""
+    if not (type(value) is int or _is_array(value) or (_is_number(value) and type(value) is not bool)):
+        raise errors.not_a_number(prim.name, value)
 
 
 def _mixed(t: Trace, u: Trace) -> EscapedNodeError:
@@ -346,54 +417,6 @@ def _mixed(t: Trace, u: Trace) -> EscapedNodeError:
         "met in one operation: a node was carried from one transform's function into "
         "another's (another thread, or a stored node). Pass values in as arguments instead."
     )
-
-
-def _binop(prim: Primitive, reflected: bool) -> Callable[[Any, Any], Any]:
-    """The method behind an arithmetic operator, e.g. ``Expr.__mul__``.
-
-    The common case (a node and a number, or two nodes of one live trace,
-    over float values) builds the node here, inline: this is the hottest
-    path of eager tracing. Anything else (nesting, closed traces) goes
-    through the general :func:`bind`.
-    """
-    impl = prim.impl
-
-    def op(self: Expr, other: Any) -> Any:
-        t = self.trace
-        if type(other) is Expr:
-            if other.trace is not t:
-                return bind(prim, other, self) if reflected else bind(prim, self, other)
-            vo = other.value
-        elif type(other) is float or type(other) is int or _is_number(other) or _is_array(other):
-            vo = other
-        else:
-            return NotImplemented
-        vs = self.value
-        tape = t.tape
-        if type(vs) is Expr or type(vo) is Expr or tape is None:
-            return bind(prim, other, self) if reflected else bind(prim, self, other)
-        node = _new(Expr)
-        try:
-            if reflected:
-                value = impl(vo, vs)
-                _set_args(node, (other, self))
-            else:
-                value = impl(vs, vo)
-                _set_args(node, (self, other))
-        except (TypeError, ValueError) as e:
-            value = _vectorized(prim, (vo, vs) if reflected else (vs, vo), e)
-            _set_args(node, (other, self) if reflected else (self, other))
-        if DEBUG_NANS and value != value:
-            nan_found(prim, node.args, "")
-        _set_value(node, value)
-        _set_prim(node, prim)
-        _set_trace(node, t)
-        _set_seq(node, len(tape))
-        tape.append(node)
-        return node
-
-    op.__name__ = f"__{'r' if reflected else ''}{prim.name}__"
-    return op
 
 
 def _peel(x: Any) -> Any:
@@ -413,3 +436,4 @@ def _no_report(prim: Primitive, inputs: tuple[Any, ...], where: str) -> None:
 
 
 nan_found: Callable[[Primitive, tuple[Any, ...], str], None] = _no_report
+

@@ -10,12 +10,16 @@ installs the methods on :class:`Expr` (fgrad's ``__init__`` does).
 
 from __future__ import annotations
 
+import linecache
+import os
+import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from .core import Expr, Trace, Unbatchable, _is_array, _is_number, _peel
 
-__all__ = ["TraceGuardError", "concrete"]
+__all__ = ["TraceGuardError", "concrete", "value_of"]
 
 
 class TraceGuardError(TypeError):
@@ -65,7 +69,8 @@ def _at_level(x: Any, trace: Trace) -> Any:
 
 
 def concrete(x: Any, what: str = "the value") -> Any:
-    """The float under any levels of nodes; refused inside jit tracing."""
+    """The number under any levels of nodes; refused inside jit tracing,
+    where it would be frozen into the compiled code."""
     node = x
     while type(node) is Expr:
         if not node.trace.concrete_ok and node.trace.live:
@@ -81,6 +86,84 @@ def concrete(x: Any, what: str = "the value") -> Any:
     return node
 
 
+def value_of(x: Any) -> Any:
+    """The plain number a traced value holds, as a constant: no derivative
+    flows through it. A number is returned as it is.
+
+    Use it to print, log or store a value from inside a transform, or to use
+    it deliberately as a constant (``fg.stop_gradient`` does that and keeps
+    a node, which also works under jit). Under jit it is refused: the number
+    would be frozen into the compiled code.
+
+    >>> import fgrad as fg
+    >>> fg.grad(lambda x: x * value_of(x))(3.0)   # d/dx (x * c) with c = 3
+    3.0
+    """
+    return concrete(x, "fg.value_of()")
+
+
+def _to_float(x: Expr, what: str) -> float:
+    """``float(x)``/``complex(x)``: refused while any transform that traced
+    ``x`` is open, since the number would silently carry no derivative."""
+    node: Any = x
+    while type(node) is Expr:
+        if node.trace.live:
+            if not node.trace.concrete_ok:
+                concrete(x, what)  # jit's own message
+            raise TraceGuardError(_dropped(node.trace.name, what))
+        node = node.value
+    return float(node)
+
+
+def _dropped(transform: str, what: str) -> str:
+    named = _math_call()
+    if named is not None:
+        fix = f"use {named[1]} instead of {named[0]}"
+    else:
+        fix = ("compute with fgrad's operations (fg.sin, fg.exp, fg.sqrt ... in place of "
+               "math.sin, math.exp, math.sqrt ...)")
+    return (
+        f"{what} of a traced value inside {transform} would drop its derivative (the float "
+        f"carries none; math.* and numpy scalar functions call float()). To differentiate "
+        f"through it, {fix}. To use the value as a constant on purpose, take fg.value_of(x) "
+        "(or fg.stop_gradient(x), which also works under jit)."
+    )
+
+
+def _math_call() -> tuple[str, str] | None:
+    """The ``math.NAME``/``np.NAME`` call in the user's code that converted a
+    node, and the fgrad op of that name if there is one: a better hint."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    frame: Any = sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    text = _call_text(frame)
+    fgrad = sys.modules.get("fgrad")  # the public names, without importing upwards
+    for module, name in re.findall(r"\b(math|np|numpy)\.(\w+)\s*\(", text):
+        ours = _ALIASES.get(name, name)
+        if ours in getattr(fgrad, "__all__", ()):
+            return f"{module}.{name}", f"fg.{ours}"
+    return None
+
+
+def _call_text(frame: Any) -> str:
+    """The source of the expression the frame is executing (its line on
+    Python 3.10, which has no column positions)."""
+    code = frame.f_code
+    line = linecache.getline(code.co_filename, frame.f_lineno)
+    positions = getattr(code, "co_positions", None)
+    if positions is None:
+        return line
+    pos = list(positions())[frame.f_lasti // 2]
+    if pos[0] is None or pos[0] != pos[1] or pos[2] is None or pos[3] is None:
+        return line
+    return line.encode()[pos[2] : pos[3]].decode(errors="replace")  # columns count UTF-8 bytes
+
+
+_ALIASES = {"fabs": "abs", "pow": "power", "fsum": "sum", "absolute": "abs"}
+
 
 def _method(op: str) -> Callable[[Expr, Any], bool]:
     def compare(self: Expr, other: Any) -> bool:
@@ -94,7 +177,8 @@ _METHODS: dict[str, Callable[..., Any]] = {
     for op, name in (("<", "lt"), ("<=", "le"), (">", "gt"), (">=", "ge"), ("==", "eq"), ("!=", "ne"))
 }
 _METHODS["__bool__"] = lambda self: _compare("!=", self, 0.0)
-_METHODS["__float__"] = lambda self: float(concrete(self, "float()"))
+_METHODS["__float__"] = lambda self: _to_float(self, "float()")
+_METHODS["__complex__"] = lambda self: complex(_to_float(self, "complex()"))
 _METHODS["__int__"] = lambda self: int(concrete(self, "int()"))
 _METHODS["__format__"] = lambda self, spec: format(concrete(self, "format()"), spec)  # f"{x:.3f}"
 for _name, _fn in _METHODS.items():

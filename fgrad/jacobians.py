@@ -13,9 +13,9 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from .core import Expr, Trace, new_trace
+from .core import Expr, Trace, traced
 from .graph import backward, forward
-from .transforms import ArgNums, _norm_argnums, _outputs, grad, trace_inputs
+from .transforms import ArgNums, _norm_argnums, _outputs, check_callable, grad, trace_inputs
 from .tree import TreeDef, unflatten_persistent
 
 __all__ = ["jacobian", "jacrev", "jacfwd", "hessian"]
@@ -79,16 +79,19 @@ def _jacobian(
 ) -> Callable[..., Any]:
     """Trace ``f`` once; ``rows`` gives, per output leaf, its derivatives
     with respect to the input leaves; arrange them as output-of-inputs."""
+    check_callable(name, f)
 
     @functools.wraps(f)
     def jac(*args: Any, **kwargs: Any) -> Any:
         nums = _norm_argnums(name, argnums, len(args))
         single = isinstance(argnums, int)
-        with new_trace(name) as tr:
+        def body(tr: Trace) -> Any:
             new_args, nodes, td = trace_inputs(tr, name, args, nums)
             outs, out_td = _outputs(name, f(*new_args, **kwargs))
             table = rows(tr, nodes, outs)
-        return unflatten_persistent(out_td, [_split(td, row, single) for row in table])
+            return unflatten_persistent(out_td, [_split(td, row, single) for row in table])
+
+        return traced(name, body)
 
     return jac
 
@@ -111,4 +114,5 @@ def hessian(f: Callable[..., Any], argnums: ArgNums = 0) -> Callable[..., Any]:
     >>> hessian(lambda p: p["a"] * p["a"] * p["b"])({"a": 1.0, "b": 2.0})["a"]["b"]
     2.0
     """
+    check_callable("hessian", f)
     return jacfwd(grad(f, argnums), argnums)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .codegen import GuardFailed, compile_trace
-from .core import _active, make_node, new_trace
+from .core import Trace, _active, make_node, traced
 from .transforms import lower
 from .tree import TreeDef, tree_flatten, tree_paths, tree_unflatten
 from .treegen import FlattenCache, unflattener
@@ -255,7 +255,8 @@ class Jitted:
 
     def _trace(self, args: tuple[Any, ...], kwargs: dict[str, Any], leaves: list[Any], layout: Any) -> Any:
         td, static = layout
-        with new_trace("jit") as tr:
+
+        def body(tr: Trace) -> Any:
             tr.guards = []
             tr.concrete_ok = False
             nodes = [make_node(tr, x, None, ()) for x in leaves]
@@ -268,8 +269,9 @@ class Jitted:
                 tr, nodes, outs, getattr(self.fun, "__name__", "f"),
                 MAX_COMPILED_OPS if self.max_compiled_ops is None else self.max_compiled_ops,
             )
-            path = _Path(run, out_td, source, n_guards, unflattener(out_td))
-        return path, result
+            return _Path(run, out_td, source, n_guards, unflattener(out_td)), result
+
+        return traced("jit", body)
 
     def source(self, *args: Any, **kwargs: Any) -> str:
         """The generated code of the path these arguments take (traced if new)."""

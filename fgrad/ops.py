@@ -9,16 +9,20 @@ overflow gives inf, never a Python exception. At kinks:
 
 from __future__ import annotations
 
+import builtins
 import math
+import numbers
 from collections.abc import Iterable
 from typing import Any
 
+from . import errors
 from .arith import (
     abs_,
     add,
     div,
     dot_p,
     exp,
+    floordiv,
     log,
     mul,
     mul_log,
@@ -26,19 +30,19 @@ from .arith import (
     nonzero,
     pow_,
     pow_const,
-    scaled,
     share,
     sign,
     step,
     sub,
     sum_p,
 )
-from .core import Expr, Primitive, bind
+from .arith import mod as mod_p
+from .core import Expr, Primitive, _is_array, bind
 
 __all__ = [
     "add", "sub", "mul", "div", "neg", "power", "abs_", "exp", "log", "tanh",
     "relu", "sigmoid", "sqrt", "sin", "cos", "maximum", "minimum", "sum",
-    "dot", "mean", "stop_gradient", "PRIMITIVES",
+    "dot", "mean", "stop_gradient", "floor", "ceil", "trunc", "round", "floor_divide", "mod", "PRIMITIVES",
 ]
 
 _nan = math.nan
@@ -72,8 +76,8 @@ def _relu_impl(x: float) -> float:
 relu = Primitive(
     "relu",
     impl=_relu_impl,
-    vjp=lambda g, out, x: (scaled(g, step(x)),),
-    jvp=lambda dxs, out, x: scaled(dxs[0], step(x)),
+    vjp=lambda g, out, x: (g * step(x),),
+    jvp=lambda dxs, out, x: dxs[0] * step(x),
 )
 
 
@@ -148,13 +152,13 @@ def _min_impl(x: float, y: float) -> float:
 
 
 def _max_vjp(g: Any, wx: Any) -> tuple[Any, Any]:
-    return scaled(g, wx), scaled(g, 1.0 - wx)
+    return g * wx, g * (1.0 - wx)
 
 
 def _max_jvp(dxs: tuple[Any, ...], wx: Any) -> Any:
     dx, dy = dxs
-    a = None if dx is None else scaled(dx, wx)
-    b = None if dy is None else scaled(dy, 1.0 - wx)
+    a = None if dx is None else dx * wx
+    b = None if dy is None else dy * (1.0 - wx)
     if a is None:
         return b
     return a if b is None else a + b
@@ -189,10 +193,33 @@ def sum(xs: Iterable[Any]) -> Any:  # noqa: A001 - the maths name, as in numpy
     whole = getattr(xs, "_fgrad_sum", None)
     if whole is not None:
         return whole()  # vmap's batched result: one node
-    terms = tuple(xs)
+    terms = _scalars("sum", "xs", xs)
     if not terms:
         return 0.0
     return bind(sum_p, *terms)
+
+
+_SCALAR_TYPES = frozenset({float, int, Expr})
+
+
+def _scalars(name: str, what: str, xs: Any) -> tuple[Any, ...]:
+    """``tuple(xs)``, checked to hold numbers or nodes (in one C pass)."""
+    if isinstance(xs, (str, bytes)) or not isinstance(xs, Iterable):
+        raise TypeError(
+            f"{name}: {what} must be an iterable of numbers (a list or tuple), got "
+            f"{errors.describe(xs)}; for one number x, pass [x]"
+        )
+    terms = tuple(xs)
+    if not _SCALAR_TYPES.issuperset(map(type, terms)):
+        for k, t in enumerate(terms):
+            if _is_array(t):
+                raise errors.array_argument(f"{name}: {what}[{k}]", t)
+            if type(t) is not Expr and not isinstance(t, numbers.Real):
+                raise TypeError(
+                    f"{name}: {what}[{k}] is {errors.describe(t)}, not a number; {name} takes "
+                    "numbers or traced values (for nested lists, flatten them first: fg.tree_leaves)"
+                )
+    return terms
 
 
 def mean(xs: Iterable[Any]) -> Any:
@@ -201,7 +228,7 @@ def mean(xs: Iterable[Any]) -> Any:
     >>> mean([1.0, 2.0, 6.0])
     3.0
     """
-    terms = tuple(xs)
+    terms = _scalars("mean", "xs", xs)
     if not terms:
         raise ValueError("mean: xs is empty; the mean of no values is undefined")
     whole = getattr(xs, "_fgrad_sum", None)
@@ -223,7 +250,9 @@ def dot(ws: Iterable[Any], xs: Iterable[Any], bias: Any = None) -> Any:
     >>> dot([1.0, 2.0], [3.0, 4.0], bias=0.5)
     11.5
     """
-    ws, xs = tuple(ws), tuple(xs)
+    ws, xs = _scalars("dot", "ws", ws), _scalars("dot", "xs", xs)
+    if bias is not None and type(bias) is not Expr and not isinstance(bias, numbers.Real):
+        raise TypeError(f"dot: bias is {errors.describe(bias)}, not a number; pass a number or None")
     if len(ws) != len(xs):
         raise ValueError(
             f"dot: ws has {len(ws)} entries but xs has {len(xs)}; pass sequences of the same length"
@@ -231,6 +260,94 @@ def dot(ws: Iterable[Any], xs: Iterable[Any], bias: Any = None) -> Any:
     if bias is None:
         return bind(dot_p, *ws, *xs) if ws else 0.0
     return bind(dot_p, *ws, *xs, bias)
+
+
+# The rounding family: piecewise constant, so the derivative is 0 (numpy's and
+# JAX's convention, also at the jumps). Results are floats with numpy's signs
+# (floor(-0.0) and ceil(-0.5) are -0.0); Python's math.floor(node) and
+# round(node) call these through Expr's __floor__ and __round__.
+
+_BIG = 4503599627370496.0  # 2 ** 52: every float this large is an integer
+
+
+def _rounding(name: str, fn: Any) -> Primitive:
+    def impl(x: Any) -> float:
+        if not -_BIG < x < _BIG:  # an integer already, inf or nan
+            return float(x)
+        r = float(fn(x))
+        return r if r != 0 else math.copysign(0.0, x)
+
+    return Primitive(name, impl=impl, vjp=lambda g, out, x: (None,), jvp=lambda dxs, out, x: None)
+
+
+floor_p = _rounding("floor", math.floor)
+ceil_p = _rounding("ceil", math.ceil)
+trunc_p = _rounding("trunc", math.trunc)
+round_p = Primitive(
+    "round",
+    impl=lambda x, ndigits: builtins.round(x, ndigits),  # half to even, a float, the sign kept
+    vjp=lambda g, out, x, ndigits: (None, None),
+    jvp=lambda dxs, out, x, ndigits: None,
+)
+
+
+def floor(x: Any) -> Any:
+    """The largest integer <= x, as a float; its derivative is 0.
+
+    >>> floor(2.5), floor(-2.5)
+    (2.0, -3.0)
+    """
+    return floor_p(x)
+
+
+def ceil(x: Any) -> Any:
+    """The smallest integer >= x, as a float; its derivative is 0.
+
+    >>> ceil(2.5), ceil(-0.5)
+    (3.0, -0.0)
+    """
+    return ceil_p(x)
+
+
+def trunc(x: Any) -> Any:
+    """x rounded towards zero, as a float; its derivative is 0.
+
+    >>> trunc(2.7), trunc(-2.7)
+    (2.0, -2.0)
+    """
+    return trunc_p(x)
+
+
+def round(x: Any, decimals: int = 0) -> Any:  # noqa: A001 - the maths name, as in numpy
+    """x rounded to ``decimals`` digits, halves to even (as Python's ``round``
+    and numpy's), as a float; its derivative is 0.
+
+    >>> round(2.5), round(3.5), round(2.675, 2)
+    (2.0, 4.0, 2.67)
+    """
+    if not isinstance(decimals, int) or isinstance(decimals, bool):
+        raise TypeError(f"round: decimals must be an int, got {decimals!r}")
+    return bind(round_p, x, decimals)
+
+
+def floor_divide(x: Any, y: Any) -> Any:
+    """``x // y``: the floor of x / y (``x // 0`` is inf or nan, as in numpy);
+    its derivative is 0.
+
+    >>> floor_divide(7.0, 2.0), floor_divide(-7.0, 2.0)
+    (3.0, -4.0)
+    """
+    return bind(floordiv, x, y)
+
+
+def mod(x: Any, y: Any) -> Any:
+    """``x % y``, with the sign of y (Python's and numpy's; ``x % 0`` is nan).
+    Derivatives: 1 in x and ``-floor(x / y)`` in y.
+
+    >>> mod(7.5, 2.0), mod(-7.5, 2.0)
+    (1.5, 0.5)
+    """
+    return bind(mod_p, x, y)
 
 
 stop_gradient_p = Primitive(
@@ -253,8 +370,9 @@ def stop_gradient(x: Any) -> Any:
 PRIMITIVES: dict[str, Primitive] = {
     p.name: p
     for p in (add, sub, mul, div, neg, pow_, abs_, exp, log, tanh, relu, sigmoid,
-              sqrt, sin, cos, maximum, minimum, sum_p, dot_p)
+              sqrt, sin, cos, maximum, minimum, sum_p, dot_p, floordiv, floor_p, ceil_p, trunc_p, round_p)
 }
+PRIMITIVES["mod"] = mod_p
 PRIMITIVES["pow_const"] = pow_const
 PRIMITIVES["stop_gradient"] = stop_gradient_p
 PRIMITIVES.update({"step": step, "sign": sign, "share": share, "mul_log": mul_log, "nonzero": nonzero})

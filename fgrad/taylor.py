@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import arith, ops
-from .core import Expr, Primitive, new_trace
+from .core import Expr, Primitive, Trace, traced
 from .transforms import grad, trace_inputs
 
 __all__ = ["derivatives", "TAYLOR_RULES"]
@@ -209,7 +209,8 @@ def derivatives(f: Callable[[Any], Any], order: int) -> Callable[[Any], list[Any
                 f"derivatives: x must be one real number, got a {type(x).__name__}; for "
                 "functions of several variables or of pytrees use fg.hessian or nested fg.grad"
             )
-        with new_trace("derivatives") as tr:
+
+        def body(tr: Trace) -> Series:
             (node,), _, _ = trace_inputs(tr, "derivatives", (x,), (0,))
             out = f(node)
             if type(out) is not Expr and not isinstance(out, numbers.Real):
@@ -241,6 +242,9 @@ def derivatives(f: Callable[[Any], Any], order: int) -> Callable[[Any], list[Any
                 assert coefs is not None
             else:
                 coefs = _zeros_after(out, order)
+            return coefs
+
+        coefs = traced("derivatives", body)
         return [c if k == 0 else c * math.factorial(k) for k, c in enumerate(coefs)]
 
     return all_derivatives

@@ -13,7 +13,8 @@ import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .core import EscapedNodeError, Expr, Trace, _escaped, make_node, new_trace
+from . import errors
+from .core import EscapedNodeError, Expr, Trace, _escaped, make_node, traced
 from .graph import backward, forward
 from .tree import (
     TreeDef,
@@ -56,6 +57,12 @@ def _norm_argnums(name: str, argnums: Any, nargs: int) -> tuple[int, ...]:
     return tuple(out)
 
 
+def check_callable(name: str, f: Any) -> None:
+    """Refuse a non-callable at once, not at the first call."""
+    if not callable(f):
+        raise TypeError(f"{name}: f must be a function (a callable), got {errors.describe(f)}")
+
+
 def check_leaf(name: str, leaf: Any, where: str) -> Any:
     """A differentiable leaf as a float (or a node of an outer trace)."""
     if type(leaf) is Expr:
@@ -68,7 +75,10 @@ def check_leaf(name: str, leaf: Any, where: str) -> Any:
     if type(leaf) is float:
         return leaf
     if isinstance(leaf, numbers.Real) and not isinstance(leaf, bool):
-        return float(leaf)
+        try:
+            return float(leaf)
+        except OverflowError:
+            raise ValueError(f"{name}: the input at {where} is {errors.huge_int(leaf)}") from None
     kind = type(leaf).__name__
     fix = (
         "use a float (True/False are not numbers here)"
@@ -177,12 +187,14 @@ def value_and_grad(
     >>> value_and_grad(lambda x: x * x)(3.0)
     (9.0, 6.0)
     """
+    check_callable("value_and_grad", f)
     name = getattr(f, "__name__", "f")
 
     @functools.wraps(f)
     def value_and_grad_f(*args: Any, **kwargs: Any) -> Any:
         nums = _norm_argnums("grad", argnums, len(args))
-        with new_trace("grad") as tr:
+
+        def body(tr: Trace) -> tuple[Any, Any]:
             new_args, nodes, treedef = trace_inputs(tr, "grad", args, nums)
             result = f(*new_args, **kwargs)
             out, aux = split_aux("grad", result) if has_aux else (result, None)
@@ -196,6 +208,9 @@ def value_and_grad(
             value = lower(tr, out)
             if has_aux:
                 value = (value, lower_tree(tr, aux))
+            return value, grads
+
+        value, grads = traced("grad", body)
         if isinstance(argnums, int):
             grads = grads[0]
         return value, grads
@@ -224,6 +239,7 @@ def grad(f: Callable[..., Any], argnums: ArgNums = 0, has_aux: bool = False) -> 
     >>> grad(grad(lambda x: x ** 3))(2.0)
     12.0
     """
+    check_callable("grad", f)
     vg = value_and_grad(f, argnums, has_aux)
 
     @functools.wraps(f)
@@ -246,14 +262,17 @@ def trace(f: Callable[..., Any]) -> Callable[..., Any]:
     >>> out.prim.name, out.value
     ('add', 7.0)
     """
+    check_callable("trace", f)
 
     @functools.wraps(f)
-    def traced(*args: Any, **kwargs: Any) -> Any:
-        with new_trace("trace") as tr:
+    def traced_f(*args: Any, **kwargs: Any) -> Any:
+        def body(tr: Trace) -> Any:
             new_args, _, _ = trace_inputs(tr, "trace", args, tuple(range(len(args))))
             return f(*new_args, **kwargs)
 
-    return traced
+        return traced("trace", body)
+
+    return traced_f
 
 
 def _outputs(name: str, out: Any) -> tuple[list[Any], TreeDef]:
@@ -301,20 +320,24 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]) 
     >>> jvp(lambda x, y: x * y, (2.0, 3.0), (1.0, 0.0))
     (6.0, 3.0)
     """
+    check_callable("jvp", f)
     if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
         raise TypeError(
             "jvp: primals and tangents must be tuples of the function's arguments, "
             f"e.g. jvp(f, (x,), (dx,)); got {type(primals).__name__} and {type(tangents).__name__}"
         )
     primals = tuple(primals)
-    with new_trace("jvp") as tr:
+
+    def body(tr: Trace) -> tuple[Any, Any]:
         new_args, nodes, td = trace_inputs(tr, "jvp", primals, _all_args(primals))
         dxs = _matching_leaves("jvp", "tangents", tuple(tangents), td, "primals")
         outs, out_td = _outputs("jvp", f(*new_args))
         dts = forward(tr, list(zip(nodes, dxs)))
         values = [lower(tr, o) for o in outs]
         douts = [_tangent_of(tr, o, dts) for o in outs]
-    return tree_unflatten(out_td, values), tree_unflatten(out_td, douts)
+        return tree_unflatten(out_td, values), tree_unflatten(out_td, douts)
+
+    return traced("jvp", body)
 
 
 def _tangent_of(tr: Trace, out: Any, dts: list[Any]) -> Any:
@@ -334,11 +357,13 @@ def linearize(f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[..., 
     >>> out, f_jvp(1.0), f_jvp(0.5)
     (8.0, 12.0, 6.0)
     """
-    with new_trace("linearize") as tr:
+    check_callable("linearize", f)
+    def body(tr: Trace) -> tuple[Any, ...]:
         new_args, nodes, td = trace_inputs(tr, "linearize", primals, _all_args(primals))
         outs, out_td = _outputs("linearize", f(*new_args))
-        tape = tr.tape
-        values = [lower(tr, o) for o in outs]
+        return tr, nodes, td, outs, out_td, tr.tape, [lower(tr, o) for o in outs]
+
+    tr, nodes, td, outs, out_td, tape, values = traced("linearize", body)
     assert tape is not None
 
     def f_jvp(*tangents: Any) -> Any:
@@ -362,15 +387,16 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[An
     >>> out, f_vjp(1.0), f_vjp(2.0)
     (6.0, (3.0, 2.0), (6.0, 4.0))
     """
-    with new_trace("vjp") as tr:
+    check_callable("vjp", f)
+    def body(tr: Trace) -> tuple[Any, ...]:
         new_args, nodes, td = trace_inputs(tr, "vjp", primals, _all_args(primals))
         result = f(*new_args)
         out, aux = split_aux("vjp", result) if has_aux else (result, None)
         outs, out_td = _outputs("vjp", out)
-        tape = tr.tape
         values = [lower(tr, o) for o in outs]
-        if has_aux:
-            aux = lower_tree(tr, aux)
+        return tr, nodes, td, outs, out_td, tr.tape, values, lower_tree(tr, aux) if has_aux else None
+
+    tr, nodes, td, outs, out_td, tape, values, aux = traced("vjp", body)
     assert tape is not None
 
     def f_vjp(cotangent: Any) -> tuple[Any, ...]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .core import Expr, new_trace
+from .core import Expr, Trace, traced
 from .graph import backward, reachable
 from .transforms import check_scalar, trace_inputs
 from .tree import TreeDef, tree_flatten, tree_leaves, tree_paths
@@ -393,10 +393,12 @@ def explain(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *, file: IO
         if not wanted or any(not -len(args) <= i < len(args) for i in wanted):
             raise ValueError(f"explain: argnums={argnums!r} but the call has {len(args)} positional args")
         nums = tuple(i % len(args) for i in wanted)
-        with new_trace("explain") as tr:
+        def body(tr: Trace) -> tuple[Any, list[Expr]]:
             new_args, inputs, _ = trace_inputs(tr, "explain", args, nums)
             hint = "explain shows the reverse pass of one scalar; reduce the output with fg.sum"
-            out = check_scalar("explain", f(*new_args, **kwargs), hint)
+            return check_scalar("explain", f(*new_args, **kwargs), hint), inputs
+
+        out, inputs = traced("explain", body)
         bases = [params[i] for i in nums] if max(nums) < len(params) else None
         text = _lesson(out, inputs, bases, digits, max_nodes)
         print(text, end="", file=sys.stdout if file is None else file)

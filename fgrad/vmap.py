@@ -27,7 +27,7 @@ by the loop instead; ``backend="loop"`` asks for the loop always.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any
 
@@ -43,7 +43,7 @@ from .batching import (
     numpy_module,
     stack_p,
 )
-from .core import Expr, Trace, _active, bind, make_node
+from .core import Expr, Trace, _active, bind, make_node, protected
 from .tree import tree_flatten, tree_unflatten
 
 __all__ = ["vmap", "Batched"]
@@ -96,6 +96,8 @@ def vmap(
     >>> fg.grad(lambda w: fg.sum(vmap(lambda w, x: w * x, in_axes=(None, 0))(w, [1.0, 2.0])))(5.0)
     3.0
     """
+    if not callable(f):
+        raise TypeError(f"vmap: f must be a function (a callable), got a {type(f).__name__}")
     if out_axes != 0 or isinstance(out_axes, bool):
         raise ValueError(f"vmap: out_axes must be 0 (a tuple of per-example outputs), got {out_axes!r}")
     if backend not in BACKENDS:
@@ -108,10 +110,12 @@ def vmap(
         for k, (a, ax) in enumerate(zip(args, axes)):
             if ax is None:
                 continue
-            if isinstance(a, (str, bytes)) or not hasattr(a, "__len__") or not hasattr(a, "__getitem__"):
+            sequence = hasattr(a, "__len__") and hasattr(a, "__getitem__")
+            if isinstance(a, (str, bytes, Mapping)) or not sequence:
                 raise TypeError(
                     f"vmap: argument {k} is mapped (in_axes 0) but is a {type(a).__name__}, not a "
-                    "sequence of examples; pass a list/tuple of examples or mark it None"
+                    "sequence of examples; pass a list/tuple of examples (a list of dicts, say) "
+                    "or mark it None in in_axes to share it"
                 )
             sizes[k] = len(a)
         if not sizes:
@@ -120,17 +124,30 @@ def vmap(
             shown = ", ".join(f"argument {k} has {n}" for k, n in sizes.items())
             raise ValueError(f"vmap: mapped arguments must have the same number of examples: {shown}")
         n = next(iter(sizes.values()))
+        examples = [_example(args, axes, i) for i in range(n)]
         if backend == "auto" and n >= 2 and _can_batch():
-            out: Batched | None = _batched_call(f, args, axes, n)
+            out: Batched | None = _batched_call(f, args, axes, examples)
             if out is not None:
                 return out
-        return Batched(f(*_example(args, axes, i)) for i in range(n))
+        return Batched(f(*example) for example in examples)
 
     return batched
 
 
 def _example(args: Sequence[Any], axes: Sequence[int | None], i: int) -> list[Any]:
-    return [a if ax is None else a[i] for a, ax in zip(args, axes)]
+    out = []
+    for k, (a, ax) in enumerate(zip(args, axes)):
+        if ax is None:
+            out.append(a)
+            continue
+        try:
+            out.append(a[i])
+        except (IndexError, KeyError, TypeError) as e:
+            raise TypeError(
+                f"vmap: argument {k} has length {len(a)} but its example {i} cannot be read "
+                f"({type(e).__name__}: {e}); pass a list or tuple of examples"
+            ) from None
+    return out
 
 
 # True while a batched vmap runs its function: a vmap inside it loops (its
@@ -161,13 +178,16 @@ def _data(trace: Trace, values: Any) -> Expr:
     return make_node(trace, values, data_p, (values,))
 
 
-def _batched_call(f: Callable[..., Any], args: Sequence[Any], axes: Sequence[int | None], n: int) -> Any:
+def _batched_call(
+    f: Callable[..., Any], args: Sequence[Any], axes: Sequence[int | None], examples: list[list[Any]]
+) -> Any:
     """``f`` traced once on batched leaves (see the module doc), or None
     when the batch cannot be formed or ``f`` needs one example at a time."""
     np = numpy_module()
     jit_trace = _active.get()[0]
+    n = len(examples)
     new_args = []
-    for a, ax in zip(args, axes):
+    for k, (a, ax) in enumerate(zip(args, axes)):
         if ax is None:
             new_args.append(a)
             continue
@@ -176,7 +196,7 @@ def _batched_call(f: Callable[..., Any], args: Sequence[Any], axes: Sequence[int
                 return None  # other dtypes keep their own arithmetic in the loop
             new_args.append(_data(jit_trace, a.copy()))
             continue
-        flats = [tree_flatten(a[i]) for i in range(n)]
+        flats = [tree_flatten(ex[k]) for ex in examples]
         td = flats[0][1]
         if any(fl[1] != td for fl in flats):
             return None  # examples of different structures: the loop handles them
@@ -196,16 +216,22 @@ def _batched_call(f: Callable[..., Any], args: Sequence[Any], axes: Sequence[int
     tape = jit_trace.tape
     assert tape is not None
     start = len(tape)
-    token = _inside.set(True)
+    inside, errors = _inside.get(), np.geterr()
+
+    def setup() -> None:
+        _inside.set(True)
+        np.seterr(all="ignore")  # IEEE results, as the scalar ops give
+
+    def cleanup() -> None:  # (not np.errstate: see core.protected)
+        _inside.set(inside)
+        np.seterr(**errors)
+
     try:
-        with np.errstate(all="ignore"):  # IEEE results, as the scalar ops give
-            out = f(*new_args)
+        out = protected(setup, lambda: f(*new_args), cleanup)
     except Unbatchable:
         return None
     except Exception:  # noqa: BLE001 - e.g. math.exp of a batch node (float() refused)
         return None  # the loop runs f again: a genuine error is raised there
-    finally:
-        _inside.reset(token)
     for node in tape[start:]:
         # An impl that did not fail on a batch is trusted only if it is
         # fgrad's own or has a vectorized version: a user's impl written with

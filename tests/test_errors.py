@@ -414,3 +414,116 @@ def test_a_string_output_is_not_described_by_its_length() -> None:
     with pytest.raises(TypeError, match="got a str;"):
         fg.grad(lambda x: "hi")(1.0)
 
+
+
+# Edges found by attacking the engine (each failed with a raw error, or none) ---------
+
+
+def test_numpy_arrays_are_refused_outside_vmaps_batches() -> None:
+    np = pytest.importorskip("numpy")
+    a = np.array([1.0, 2.0])
+    for f in (lambda x: x * a, lambda x: a * x, lambda x: x + np.array(2.0), lambda x: fg.exp(a) * x,
+              lambda x: fg.maximum(x, a), lambda x: fg.sum([x, a]), lambda x: fg.dot([x], [a])):
+        with pytest.raises(TypeError, match="numpy array of shape .*fg.vmap") as info:
+            fg.grad(f)(1.0)
+        assert "gradient" not in str(info.value)
+        with pytest.raises(TypeError, match="numpy array"):
+            fg.jit(f)(1.0)
+    with pytest.raises(TypeError, match="numpy array"):
+        fg.exp(a)  # not under a transform either: fg ops take numbers
+    assert fg.grad(lambda x: x * np.float64(2.0))(1.0) == 2.0  # numpy scalars are numbers
+
+
+def test_a_user_jvp_rule_gets_zero_tangents_for_constant_inputs() -> None:
+    seen: list[Any] = []
+
+    def rule(dxs: Any, out: Any, x: Any, y: Any) -> Any:
+        seen.append(dxs)
+        return dxs[0] * y + x * dxs[1]  # the obvious rule: no None to test for
+
+    times = fg.Primitive("times", impl=lambda x, y: x * y, vjp=lambda g, out, x, y: (g * y, g * x), jvp=rule)
+    assert fg.jvp(lambda x: times(x, 3.0), (2.0,), (1.0,)) == (6.0, 3.0)
+    assert fg.jvp(lambda y: times(2.0, y), (3.0,), (1.0,)) == (6.0, 2.0)
+    assert fg.jacfwd(lambda x: times(x, x))(3.0) == 6.0
+    assert (1.0, 0.0) in seen and (0.0, 1.0) in seen
+
+
+@pytest.mark.parametrize("bad", ["text", None, [1.0], 1j])
+def test_a_primitive_whose_impl_returns_no_number_says_so(bad: Any) -> None:
+    p = fg.Primitive("bad", impl=lambda x: bad, vjp=lambda g, out, x: (g,))
+    for call in (lambda: p(1.0), lambda: fg.grad(p)(1.0), lambda: fg.grad(lambda x: p(x * 2.0))(1.0),
+                 lambda: fg.grad(fg.grad(p))(1.0), lambda: fg.jit(p)(1.0)):
+        with pytest.raises(TypeError, match=r"primitive 'bad': its impl returned a \w+ .*not a number"):
+            call()
+
+
+def test_a_primitive_needs_a_callable_impl() -> None:
+    with pytest.raises(TypeError, match="impl must be callable"):
+        fg.Primitive("p", impl=3.0)
+
+
+def test_wrong_arguments_to_fgrad_ops_name_the_op_and_the_argument() -> None:
+    cases = [
+        (lambda: fg.maximum(1.0), r"maximum: takes \(x, y\), got 1 argument"),
+        (lambda: fg.minimum(1.0, 2.0, 3.0), r"minimum: takes \(x, y\), got 3 argument"),
+        (lambda: fg.exp("a"), r"exp: argument 0 is a str \('a'\), not a number"),
+        (lambda: fg.sum(3.0), r"sum: xs must be an iterable of numbers .*got a float \(3.0\); for one number"),
+        (lambda: fg.sum([[1.0], [2.0]]), r"sum: xs\[0\] is a list \(\[1.0\]\), not a number"),
+        (lambda: fg.grad(lambda x: fg.sum([[x], [x]]))(1.0), r"sum: xs\[0\] is a list"),
+        (lambda: fg.mean("ab"), r"mean: xs must be an iterable of numbers"),
+        (lambda: fg.dot(["a"], [1.0]), r"dot: ws\[0\] is a str \('a'\), not a number"),
+        (lambda: fg.dot([1.0], [None]), r"dot: xs\[0\] is a NoneType"),
+        (lambda: fg.dot([1.0], [2.0], bias="b"), r"dot: bias is a str"),
+        (lambda: fg.round(1.5, 1.0), r"round: decimals must be an int"),
+    ]
+    for call, message in cases:
+        with pytest.raises(TypeError, match=message):
+            call()
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [fg.grad, fg.value_and_grad, fg.jacobian, fg.jacfwd, fg.jacrev, fg.hessian, fg.trace, fg.vmap,
+     lambda f: fg.jvp(f, (1.0,), (1.0,)), lambda f: fg.vjp(f, 1.0), lambda f: fg.linearize(f, 1.0)],
+)
+def test_a_non_callable_is_refused_at_once(transform: Any) -> None:
+    with pytest.raises(TypeError, match="must be a function"):
+        transform(3.0)
+
+
+def test_ints_too_large_for_a_float_are_refused_clearly() -> None:
+    huge = 10**400
+    for call, where in [
+        (lambda: fg.grad(lambda x: x)(huge), "grad: the input at argument 0"),
+        (lambda: fg.grad(lambda p: p["w"])({"w": huge}), r"grad: the input at argument 0\['w'\]"),
+        (lambda: fg.grad(lambda x: x * huge)(1.0), "mul: argument 1"),
+        (lambda: fg.grad(lambda x: huge - x)(1.0), "sub: argument 0"),
+        (lambda: fg.grad(lambda x: fg.exp(x) + huge)(1.0), "add: argument 1"),
+        (lambda: fg.grad(lambda x: fg.maximum(x, huge) * 2.0)(1.0), "mul: argument 0"),
+    ]:
+        with pytest.raises(ValueError, match=where + " is an int too large for a float .*pass a float"):
+            call()
+    # comparisons with huge ints are exact in Python, and so are guards
+    assert fg.grad(lambda x: x * 2.0 if x < huge else x)(1.0) == 2.0
+    step = fg.jit(lambda x: x * 2.0 if x < huge else x)
+    assert step(1.0) == step(3.0) / 3.0 == 2.0 and step.cache_info().traces == 1
+
+
+def test_vmap_says_what_a_mapped_argument_must_be() -> None:
+    from pyrsistent import pmap as _pmap
+
+    for bad in ({"a": 1.0}, _pmap({"a": 1.0}), {1.0, 2.0}, 3.0, "ab"):
+        with pytest.raises(TypeError, match=r"vmap: argument 0 is mapped .*a list of dicts.*None in in_axes"):
+            fg.vmap(lambda x: x)(bad)
+
+    class Lying:
+        def __len__(self) -> int:
+            return 3
+
+        def __getitem__(self, i: int) -> float:
+            raise IndexError("no")
+
+    with pytest.raises(TypeError, match=r"vmap: argument 0 has length 3 but its example 0 cannot be read"):
+        fg.vmap(lambda x: x)(Lying())
+    with pytest.raises(TypeError, match="argument 1 has length 3 but its example 0"):
+        fg.jit(lambda w: fg.sum(fg.vmap(lambda w, x: w * x, in_axes=(None, 0))(w, Lying())))(1.0)

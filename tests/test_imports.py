@@ -21,16 +21,20 @@ _EVERYTHING = None
 
 ALLOWED: dict[str, set[str] | None] = {
     "tree": set(),
-    "core": set(),
+    "errors": set(),
+    # the engine; its misuse messages live in errors
+    "core": {"errors"},
     # the primitives the operators need (add, mul, pow ...), split out of core
     "arith": {"core"},
     # comparisons and float() of nodes, and jit's guards on them
     "guards": {"core"},
     # batches as values: vmap's numpy backend (numpy imported on first use)
     "batching": {"core", "arith", "ops"},
-    "ops": {"core", "arith"},
+    "ops": {"core", "arith", "errors"},
+    # Python's operators on nodes (+, //, round(), math.floor ...), bound to the primitives
+    "operators": {"core", "arith", "ops", "errors"},
     "graph": {"core", "arith", "tree", "batching"},
-    "transforms": {"core", "graph", "tree"},
+    "transforms": {"core", "graph", "tree", "errors"},
     # jvp, jacobians and hessians: the transforms' family, built on grad.
     "jacobians": {"core", "graph", "tree", "transforms"},
     # custom_vjp / custom_jvp: user-ruled primitives, a sibling of ops.

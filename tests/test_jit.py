@@ -290,7 +290,7 @@ def test_the_cache_is_a_bounded_lru_over_paths() -> None:
 
 @pytest.mark.parametrize(
     "convert, what",
-    [(float, r"float\(\)"), (int, r"int\(\)"), (math.sin, r"float\(\)"), (math.floor, r"float\(\)")],
+    [(float, r"float\(\)"), (int, r"int\(\)"), (math.sin, r"float\(\)"), (math.exp, r"float\(\)")],
 )
 def test_a_concrete_number_from_a_traced_value_explains_why_and_what_to_do(convert: Any, what: str) -> None:
     step = fg.jit(lambda x: convert(x))
@@ -303,9 +303,11 @@ def test_a_concrete_number_from_a_traced_value_explains_why_and_what_to_do(conve
         fg.jit(fg.grad(lambda x: x * float(x)))(1.5)  # also under a nested transform
 
 
-def test_float_of_a_traced_value_is_fine_outside_jit() -> None:
-    assert fg.grad(lambda x: x * float(x))(3.0) == 3.0
-    assert fg.grad(fg.jit(lambda x: x * float(x)))(3.0) == 3.0
+def test_float_of_a_traced_value_is_refused_and_value_of_reads_it_as_a_constant() -> None:
+    with pytest.raises(fg.TraceGuardError, match="would drop its derivative"):
+        fg.grad(lambda x: x * float(x))(3.0)
+    assert fg.grad(lambda x: x * fg.value_of(x))(3.0) == 3.0
+    assert fg.grad(fg.jit(lambda x: x * fg.value_of(x)))(3.0) == 3.0
 
 
 def test_a_string_leaf_in_a_traced_argument_suggests_static_argnums() -> None:

@@ -502,8 +502,8 @@ def test_nodes_are_unhashable() -> None:
         {out: 1}  # noqa: B018
 
 
-def test_float_of_a_node_is_its_value() -> None:
-    assert fg.grad(lambda x: x * float(x))(3.0) == 3.0
+def test_float_of_a_closed_node_is_its_value() -> None:
+    assert fg.grad(lambda x: x * fg.value_of(x))(3.0) == 3.0  # float(x) there is refused
     out = fg.trace(lambda x: x * 2.0)(1.5)
     assert float(out) == 3.0 and int(out) == 3
 

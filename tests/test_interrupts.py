@@ -1,0 +1,117 @@
+"""Interrupts (Ctrl-C in a notebook) never leave fgrad's state behind.
+
+A KeyboardInterrupt is raised at one bytecode of fgrad's code (a trace
+function raises it at an ``opcode`` event), for every bytecode in turn;
+afterwards no trace may be left on the active stack, the cyclic garbage
+collector must be on, numpy's error settings untouched and vmap free to
+batch, so that jit compiles and vmap uses numpy as before.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import fgrad as fg
+from fgrad import core
+from tests.conftest import SLOW
+
+vmap_module = importlib.import_module("fgrad.vmap")  # (fg.vmap is the function)
+
+np = pytest.importorskip("numpy")
+
+FGRAD = os.path.dirname(fg.__file__)
+# Bytecodes of these functions are all interrupted in turn; elsewhere one in
+# STRIDE (all of them with FGRAD_SLOW=1): an interrupt in a tree walk or a
+# rule behaves like one in any other plain code.
+CRITICAL = {"traced", "_close", "protected", "_batched_call", "setup", "cleanup", "run"}
+STRIDE = 1 if SLOW else 11
+
+
+def _ours(frame: Any) -> bool:
+    name = frame.f_code.co_filename
+    return name.startswith(FGRAD) or name.startswith("<fgrad")
+
+
+def _run(fn: Callable[[], Any], at: int | None) -> tuple[list[str], bool]:
+    """Run ``fn``, raising KeyboardInterrupt at the ``at``-th bytecode of
+    fgrad's code; return the functions of the bytecodes met and whether the
+    interrupt was raised."""
+    seen: list[str] = []
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        if event == "opcode":
+            seen.append(frame.f_code.co_name)
+            if len(seen) == at:
+                raise KeyboardInterrupt  # (a raising trace function is unset: one interrupt)
+        return local
+
+    def start(frame: Any, event: str, arg: Any) -> Any:
+        if _ours(frame):
+            frame.f_trace_opcodes = True
+            return local
+        return None
+
+    interrupted = False
+    sys.settrace(start)
+    try:
+        fn()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        sys.settrace(None)
+    return seen, interrupted
+
+
+def _assert_nothing_left(errors: dict[str, str], where: str) -> None:
+    assert core.active_traces() == (), f"a trace was left on the active stack ({where})"
+    assert gc.isenabled(), f"the garbage collector was left off ({where})"
+    assert np.geterr() == errors, f"numpy's error settings were changed ({where})"
+    assert vmap_module._inside.get() is False, f"vmap was left thinking it runs a batch ({where})"
+
+
+def _w_times_x(w: Any) -> Any:
+    return fg.sum(fg.vmap(lambda w, x: fg.relu(w * x), in_axes=(None, 0))(w, [1.0, -2.0, 3.0]))
+
+
+CASES: dict[str, Callable[[], Any]] = {
+    "grad": lambda: fg.grad(lambda x: fg.tanh(x) * x)(0.5),
+    "grad of grad": lambda: fg.grad(fg.grad(lambda x: fg.exp(x) * x))(0.5),
+    "jvp": lambda: fg.jvp(lambda x: fg.sin(x) * x, (0.5,), (1.0,)),
+    "jit of grad": lambda: fg.jit(fg.grad(lambda x: fg.tanh(x) * x))(0.5),
+    "jit of grad of vmap": lambda: fg.jit(fg.grad(_w_times_x))(2.0),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_an_interrupt_at_any_bytecode_leaves_no_trace_and_the_collector_on(name: str) -> None:
+    fn = CASES[name]
+    gc.enable()
+    errors = np.geterr()
+    fn()  # first calls fill caches: count the bytecodes of a later one
+    seen, _ = _run(fn, None)
+    picked = [k for k, func in enumerate(seen, 1) if func in CRITICAL or k % STRIDE == 0]
+    assert len(picked) > 20  # the functions above were found
+    for k in picked:
+        _, interrupted = _run(fn, k)
+        assert interrupted
+        _assert_nothing_left(errors, f"{name}, interrupted in {seen[k - 1]} at bytecode {k}")
+
+
+def test_after_interrupts_jit_compiles_and_vmap_batches_again() -> None:
+    errors = np.geterr()
+    CASES["jit of grad of vmap"]()
+    seen, _ = _run(CASES["jit of grad of vmap"], None)
+    for k in range(1, len(seen), max(1, len(seen) // 50)):
+        _run(CASES["jit of grad of vmap"], k)
+    _assert_nothing_left(errors, "after the interrupts")
+    step = fg.jit(fg.grad(_w_times_x))
+    assert step(2.0) == step(2.0) == 4.0
+    assert step.cache_info().traces == 1  # compiled, not run as plain Python inside a stale trace
+    assert "over the batch" in step.source(2.0)  # vmap's numpy backend, not the loop
