@@ -467,7 +467,7 @@ def test_wrong_arguments_to_fgrad_ops_name_the_op_and_the_argument() -> None:
         (lambda: fg.maximum(1.0), r"maximum: takes \(x, y\), got 1 argument"),
         (lambda: fg.minimum(1.0, 2.0, 3.0), r"minimum: takes \(x, y\), got 3 argument"),
         (lambda: fg.exp("a"), r"exp: argument 0 is a str \('a'\), not a number"),
-        (lambda: fg.sum(3.0), r"sum: xs must be an iterable of numbers .*got a float \(3.0\); for one number"),
+        (lambda: fg.sum(3.0), r"sum: xs must be an iterable of numbers .*got a float \(3.0\); for one"),
         (lambda: fg.sum([[1.0], [2.0]]), r"sum: xs\[0\] is a list \(\[1.0\]\), not a number"),
         (lambda: fg.grad(lambda x: fg.sum([[x], [x]]))(1.0), r"sum: xs\[0\] is a list"),
         (lambda: fg.mean("ab"), r"mean: xs must be an iterable of numbers"),
