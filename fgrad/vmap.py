@@ -161,6 +161,15 @@ def _exact_double(x: Any) -> bool:
     return isinstance(x, float) or (isinstance(x, int) and -(2**53) <= x <= 2**53)
 
 
+_PLAIN_CONSTANTS = frozenset({float, int, bool, str, type(None)})
+
+
+def _same_arithmetic(x: Any, np: Any) -> bool:
+    """A constant that numpy combines with a float64 batch as the scalar
+    code combines it with a float: numpy float64s and integers."""
+    return type(x) is np.float64 or isinstance(x, np.integer)
+
+
 def _can_batch() -> bool:
     """Under a live jit trace (the outermost), with numpy, not debugging nans,
     not inside another batched vmap."""
@@ -238,6 +247,12 @@ def _batched_call(
         # numpy may well reduce over the batch without an error.
         if node.prim is not None and node.prim.vectorized is None and id(node.prim) not in TRUSTED \
                 and any(map(is_batch, node.args)):
+            return None
+        # A constant of another arithmetic (a float32, a Fraction) keeps it in
+        # the loop; numpy would compute it in float64 over the batch.
+        if node.prim is not data_p and not all(
+            type(a) in _PLAIN_CONSTANTS or type(a) is Expr or _same_arithmetic(a, np) for a in node.args
+        ):
             return None
     outs, out_td = tree_flatten(out)
     per_leaf = [

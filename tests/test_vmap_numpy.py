@@ -367,3 +367,32 @@ def test_data_a_double_cannot_hold_exactly_is_mapped_by_the_loop():
     small = [np.float32(0.1), np.float32(0.7)]
     g = fg.jit(lambda w: fg.vmap(lambda w, x: w * x, in_axes=(None, 0))(w, small))
     assert g(1.0) == tuple(1.0 * x for x in small)
+
+
+@pytest.mark.parametrize("constant", [np.float32(0.1), np.float16(0.3), np.longdouble(0.1)])
+def test_a_closed_over_constant_of_another_precision_keeps_its_arithmetic(constant):
+    xs = [1.0, 2.0, 3.0]
+
+    def example(w, x):
+        return w * x * constant + x
+
+    def total(w, backend):
+        return fg.sum(fg.vmap(example, in_axes=(None, 0), backend=backend)(w, xs))
+
+    step = fg.jit(fg.value_and_grad(total), static_argnums=1)
+    want = fg.value_and_grad(total)(0.7, "loop")
+    assert step(0.7, "auto") == want == step(0.7, "loop")  # bit for bit: the loop ran
+    assert not is_batched(step, 0.7, "auto")
+
+
+def test_constants_numpy_combines_as_floats_still_batch():
+    from fractions import Fraction
+
+    def example(w, x):
+        return w * x * np.float64(0.1) + np.int64(3) * x - np.int8(2)
+
+    f = fg.jit(lambda w: fg.sum(fg.vmap(example, in_axes=(None, 0))(w, [1.0, 2.0, 3.0])))
+    assert is_batched(f, 0.7)
+    close(f(0.7), fg.sum(fg.vmap(example, in_axes=(None, 0))(0.7, [1.0, 2.0, 3.0])))
+    g = fg.jit(lambda w: fg.sum(fg.vmap(lambda w, x: w * x * Fraction(1, 3), in_axes=(None, 0))(w, [1.0, 2.0])))
+    assert g(0.6) == 0.6 * 1.0 * Fraction(1, 3) + 0.6 * 2.0 * Fraction(1, 3) and not is_batched(g, 0.6)
