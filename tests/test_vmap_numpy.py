@@ -394,5 +394,6 @@ def test_constants_numpy_combines_as_floats_still_batch():
     f = fg.jit(lambda w: fg.sum(fg.vmap(example, in_axes=(None, 0))(w, [1.0, 2.0, 3.0])))
     assert is_batched(f, 0.7)
     close(f(0.7), fg.sum(fg.vmap(example, in_axes=(None, 0))(0.7, [1.0, 2.0, 3.0])))
-    g = fg.jit(lambda w: fg.sum(fg.vmap(lambda w, x: w * x * Fraction(1, 3), in_axes=(None, 0))(w, [1.0, 2.0])))
+    third = fg.vmap(lambda w, x: w * x * Fraction(1, 3), in_axes=(None, 0))
+    g = fg.jit(lambda w: fg.sum(third(w, [1.0, 2.0])))
     assert g(0.6) == 0.6 * 1.0 * Fraction(1, 3) + 0.6 * 2.0 * Fraction(1, 3) and not is_batched(g, 0.6)
