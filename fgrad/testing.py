@@ -95,7 +95,7 @@ def check_grads(
     f: Callable[..., Any],
     args: Sequence[Any],
     order: int = 1,
-    modes: Sequence[str] = ("rev",),
+    modes: Sequence[str] = ("fwd", "rev"),
     eps: float | None = None,
     atol: float | None = None,
     rtol: float | None = None,
@@ -113,7 +113,7 @@ def check_grads(
         f: a scalar function of the positional ``args`` (pytrees of reals).
         args: the point to check at.
         order: highest derivative order to check.
-        modes: any of ``"fwd"`` and ``"rev"``.
+        modes: any of ``"fwd"`` and ``"rev"`` (both by default, as JAX's check_grads).
         eps: relative finite-difference step (default 1e-6).
         atol, rtol: allowed error ``atol + rtol * max(|analytic|, |oracle|)``
             (defaults 1e-5 and 1e-4).

@@ -603,3 +603,19 @@ def test_count_nodes_and_repr_on_a_deep_chain() -> None:
     assert len(text) < 200 and "add" in text
     del out
     gc.collect()  # freeing the chain must not recurse either
+
+
+def test_check_grads_checks_both_modes_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fgrad import testing
+
+    calls: list[str] = []
+    for mode in ("fwd", "rev"):
+        real = getattr(testing, f"_check_{mode}")
+
+        def spy(*args: Any, real: Any = real, mode: str = mode) -> None:
+            calls.append(mode)
+            real(*args)
+
+        monkeypatch.setattr(testing, f"_check_{mode}", spy)
+    check_grads(lambda x: fg.sin(x) * x, (0.5,), order=2)
+    assert sorted(set(calls)) == ["fwd", "rev"] and len(calls) == 4  # as JAX's check_grads
