@@ -17,7 +17,9 @@ The cache is keyed strictly: static arguments, keyword arguments, dict keys
 and static dataclass fields of the traced arguments by type and bits, so
 that ``0.0`` and ``-0.0``, ``1``, ``1.0`` and ``True``, or nans of other
 payloads never share a path (they are equal, but a function can tell them
-apart).
+apart). A 1-D float64 numpy array among the traced arguments is data read at
+each call: ``f`` sees it as a :class:`TracedArray` (for ``fg.vmap``, ``len``
+and indexing), and one path serves every array of its length.
 
 Under ``fg.debug_nans()`` a jitted function runs ``f`` eagerly instead of its
 compiled path (the same bits for scalar code), so that a nan raises at the
@@ -44,21 +46,22 @@ import struct
 import threading
 import types
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, NoReturn, cast
 
 from pyrsistent import PMap, PVector
 
 from . import core
+from .batching import index_p
 from .codegen import GuardFailed, compile_trace
-from .core import EscapedNodeError, Expr, _active, make_node, new_trace
+from .core import EscapedNodeError, Expr, _active, _is_array, bind, make_node, new_trace
 from .transforms import lower
 from .tree import TreeDef, tree_flatten, tree_paths, tree_unflatten
 from .treegen import FlattenCache, unflattener
 
-__all__ = ["jit", "Jitted", "CacheInfo"]
+__all__ = ["jit", "Jitted", "CacheInfo", "TracedArray"]
 
 # Above this many operations a path runs as a table-driven program instead of
 # compiled source: CPython's compiler costs more than the code would save.
@@ -233,6 +236,95 @@ def _treedef_key(td: TreeDef) -> tuple[Any, ...]:
     return tuple(out)
 
 
+# What a jitted function sees in place of a numpy array ------------------------------------
+
+
+class TracedArray:
+    """A 1-D float64 numpy array passed to a jitted function, as the function
+    sees it: a sequence of its examples as traced values.
+
+    ``len(xs)``, ``xs[i]``, iteration, ``shape``/``ndim``/``size``/``dtype``
+    and ``fg.vmap`` (which maps over it) work; the compiled code reads the
+    array given at each call, and one path serves every array of that size.
+    Whole-array numpy operations (``xs * 2``, ``np.sum(xs)``) are refused:
+    they would run once, while tracing, and their result be frozen into the
+    compiled code.
+    """
+
+    __slots__ = ("node", "n", "dtype", "where")
+
+    def __init__(self, node: Expr, n: int, dtype: Any, where: str) -> None:
+        self.node = node
+        self.n = n
+        self.dtype = dtype
+        self.where = where
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (self.n,)
+
+    @property
+    def ndim(self) -> int:
+        return 1
+
+    @property
+    def size(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, bool) or not hasattr(type(i), "__index__"):
+            self._refuse(f"indexing by a {type(i).__name__}")
+        k = operator.index(i)
+        if not -self.n <= k < self.n:
+            raise IndexError(f"index {k} is out of bounds for {self.where}, an array of {self.n} examples")
+        return bind(index_p, self.node, k % self.n, self.n)
+
+    def __iter__(self) -> Iterator[Any]:
+        return (self[i] for i in range(self.n))
+
+    def __repr__(self) -> str:
+        return f"TracedArray({self.where}: {self.n} examples)"
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(self._message(f".{name}"))
+
+    def _refuse(self, what: str) -> NoReturn:
+        raise TypeError(self._message(what))
+
+    def _message(self, what: str) -> str:
+        return (
+            f"jit: {self.where} is a numpy array, which a jitted function sees as a sequence of its "
+            f"{self.n} examples (traced, so that one compiled path serves every array of that size): "
+            f"len(), indexing by int, iteration, shape and fg.vmap work on it, {what} does not. Map "
+            "over it with fg.vmap, close over the array instead (constant data of the compiled "
+            "code), or call the function without jit"
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _refusal(what: str) -> Callable[..., NoReturn]:
+    def refuse(self: TracedArray, *args: Any, **kwargs: Any) -> NoReturn:
+        self._refuse(what)
+
+    return refuse
+
+
+for _name, _what in [
+    *((f"__{op}__", "arithmetic") for op in (
+        "add", "radd", "sub", "rsub", "mul", "rmul", "truediv", "rtruediv", "floordiv", "rfloordiv",
+        "mod", "rmod", "pow", "rpow", "matmul", "rmatmul", "neg", "pos", "abs")),
+    *((f"__{op}__", "comparison") for op in ("lt", "le", "gt", "ge", "eq", "ne")),
+    ("__bool__", "a truth test"), ("__float__", "float()"), ("__int__", "int()"),
+    ("__array__", "conversion to a numpy array"), ("__array_ufunc__", "a numpy function"),
+    ("__array_function__", "a numpy function"),
+]:
+    setattr(TracedArray, _name, _refusal(_what))
+
+
 # jit --------------------------------------------------------------------------------------
 
 
@@ -263,7 +355,9 @@ def jit(
             hashing them again (a dataset can take longer to hash than the
             step takes to run). Negative numbers count from the end.
             Keyword arguments are static too. Traced leaves must be real
-            numbers; ints among them are traced as floats.
+            numbers (ints among them are traced as floats) or 1-D float64
+            numpy arrays, which ``f`` sees as :class:`TracedArray` sequences
+            of examples (for ``fg.vmap``), keyed by their length.
         cache_size: how many compiled paths to keep (least recently used go).
         max_compiled_ops: paths with more operations run as a table-driven
             program instead of compiled source (default ``MAX_COMPILED_OPS``).
@@ -372,25 +466,27 @@ class Jitted:
             static = self._static_positions(args, kwargs)
         dynamic = tuple(a for i, a in enumerate(args) if i not in static) if static else args
         fast = self._flat.flatten(None, dynamic)  # a structure met before: compiled code
+        arrays: tuple[tuple[int, int, str], ...] = ()
         if fast is not None:
             leaves, td = fast
         else:
             leaves, td = tree_flatten(dynamic)
             self._flat.seen(None, td, leaves)
             if not set(map(type, leaves)) <= {float}:
-                leaves = self._as_floats(leaves, td, static)
+                leaves, arrays = self._as_floats(leaves, td, static)
         statics = tuple(args[i] for i in static) if static else ()
         items = tuple(kwargs.items()) if kwargs else ()
-        layout = (td, static)
+        layout = (td, static, arrays)
         last = self._last_key
-        if (last is not None and last[0] is td and len(last[1]) == len(statics)
+        if (last is not None and last[0] is td and not arrays and len(last[1]) == len(statics)
                 and all(map(operator.is_, last[1], statics)) and _same_items(last[2], items)):
             # The same structure and the very same static objects as the last
             # call: the same key, without hashing a dataset again.
             return last[3], leaves, layout
         key = _Key((n, self._td_key(td, static), self._static_key(static, statics, last),
-                    self._kwargs_key(kwargs)))
-        self._last_key = (td, statics, items, key)
+                    self._kwargs_key(kwargs), arrays))
+        if not arrays:
+            self._last_key = (td, statics, items, key)
         return key, leaves, layout
 
     def _static_positions(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[int, ...]:
@@ -481,11 +577,15 @@ class Jitted:
         return _not_hashable(what, "they key the cache", error)
 
     @staticmethod
-    def _as_floats(leaves: list[Any], td: TreeDef, static: tuple[int, ...]) -> list[Any]:
+    def _as_floats(
+        leaves: list[Any], td: TreeDef, static: tuple[int, ...]
+    ) -> tuple[list[Any], tuple[tuple[int, int, str], ...]]:
         """Traced leaves as floats, so one compiled path serves ints and
         floats alike (and its simplifications, such as x * 1.0 -> x, keep
-        the type eager float arithmetic gives)."""
+        the type eager float arithmetic gives); and the positions, sizes and
+        dtypes (byte order) of 1-D float64 numpy arrays, passed as they are."""
         out = []
+        arrays = []
         for k, x in enumerate(leaves):
             t = type(x)
             if t is float:
@@ -500,6 +600,16 @@ class Jitted:
                         "for a float; jit traces numbers as floats: pass a float (float('inf') if that is "
                         "what you mean), or mark the argument static with static_argnums"
                     ) from None
+            elif _is_array(x):
+                if x.ndim != 1 or x.dtype.kind != "f" or x.dtype.itemsize != 8:
+                    raise TypeError(
+                        f"jit: the traced argument leaf at {_leaf_path(td, k, static)} is a numpy array of "
+                        f"shape {x.shape} and dtype {x.dtype}; jit takes 1-D float64 arrays (a sequence of "
+                        "examples, for fg.vmap) and real numbers: convert it (x.astype(float), or x.tolist() "
+                        "for nested lists of numbers), or close over it in the function (constant data)"
+                    )
+                out.append(x)
+                arrays.append((k, len(x), x.dtype.str))
             elif t is Expr:  # no transform is active here, so its trace has returned
                 raise EscapedNodeError(
                     f"jit: the traced argument leaf at {_leaf_path(td, k, static)} is a node of "
@@ -509,10 +619,10 @@ class Jitted:
             else:
                 raise TypeError(
                     f"jit: the traced argument leaf at {_leaf_path(td, k, static)} is a {t.__name__}; jit "
-                    "traces real numbers only. Mark the argument static "
+                    "traces real numbers (and 1-D float64 numpy arrays) only. Mark the argument static "
                     "with static_argnums (it is then hashed into the cache key)"
                 )
-        return out
+        return out, tuple(arrays)
 
     # -- calls -----------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -560,7 +670,7 @@ class Jitted:
 
     def _arguments(self, args: tuple[Any, ...], leaves: list[Any], layout: Any) -> list[Any]:
         """The call's arguments with the traced ones rebuilt from ``leaves``."""
-        td, static = layout
+        td, static, _ = layout
         dynamic = iter(tree_unflatten(td, leaves))
         return [a if i in static else next(dynamic) for i, a in enumerate(args)]
 
@@ -585,12 +695,17 @@ class Jitted:
         return path
 
     def _trace(self, args: tuple[Any, ...], kwargs: dict[str, Any], leaves: list[Any], layout: Any) -> _Path:
+        td, static, arrays = layout
         with new_trace("jit") as tr:
             tr.guards = []
             tr.concrete_ok = False
             nodes = [make_node(tr, x, None, ()) for x in leaves]
-            out = self.fun(*self._arguments(args, nodes, layout), **kwargs)
+            seen: list[Any] = list(nodes)
+            for k, n, _ in arrays:
+                seen[k] = TracedArray(nodes[k], n, leaves[k].dtype, f"argument {_leaf_path(td, k, static)}")
+            out = self.fun(*self._arguments(args, seen, layout), **kwargs)
             outs, out_td = tree_flatten(out)
+            outs = [o.node if type(o) is TracedArray else o for o in outs]
             _check_outputs(outs, out_td, tr)
             run, source, n_guards = compile_trace(
                 tr, nodes, outs, _name_of(self.fun),

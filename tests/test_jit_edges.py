@@ -426,6 +426,87 @@ def test_leaf_errors_name_the_argument_position_when_some_are_static() -> None:
         step(2, {"x": "text"})
 
 
+# numpy arrays as arguments -------------------------------------------------------------------
+
+
+def test_an_array_that_vmap_maps_over_is_data_of_the_compiled_code() -> None:
+    np = pytest.importorskip("numpy")
+
+    def f(w: Any, xs: Any) -> Any:
+        return fg.sum(fg.vmap(lambda w, x: w * x, in_axes=(None, 0))(w, xs))
+
+    step = fg.jit(f)
+    for xs in (np.arange(3.0), np.array([0.5, -2.0, 4.0]), np.arange(3.0)):
+        for _ in range(2):
+            assert exact(step(2.0, xs)) == exact(float(f(2.0, xs)))
+    assert step.cache_info().traces == 1  # one path for every array of 3 doubles
+    assert step(2.0, np.arange(5.0)) == 20.0 and step.cache_info().traces == 2
+    swapped = np.array([0.5, -2.0, 4.0], dtype=">f8")  # another byte order: another path (its dtype differs)
+    assert exact(step(2.0, swapped)) == exact(step(2.0, swapped)) == exact(float(f(2.0, swapped)))
+    assert step.cache_info().traces == 3
+    assert fg.jit(lambda xs: str(xs.dtype))(swapped) == str(swapped.dtype)
+    grad = fg.jit(fg.grad(f))
+    assert grad(2.0, np.array([0.5, -2.0, 4.0])) == 2.5 and grad(2.0, np.array([1.0, 1.0, 1.0])) == 3.0
+    per_example = fg.vmap(lambda w, x: fg.tanh(w * x), in_axes=(None, 0), backend="loop")
+    loop = fg.jit(lambda w, xs: per_example(w, xs))
+    data = np.array([0.25, -1.0])
+    assert exact(loop(0.5, data)) == exact(loop(0.5, data)) == exact(tuple(math.tanh(0.5 * x) for x in data))
+
+
+def test_an_array_argument_can_be_indexed_measured_and_returned() -> None:
+    np = pytest.importorskip("numpy")
+
+    def f(w: Any, xs: Any) -> Any:
+        return w * xs[0] + xs[-1] * float(len(xs)) + sum(xs), xs.shape, xs
+
+    step = fg.jit(f)
+    a, b = np.array([1.0, 2.0, 3.0]), np.array([-1.0, 0.5, 8.0])
+    for xs in (a, b, a):
+        got = step(2.0, xs)
+        want = f(2.0, xs)
+        assert exact(float(got[0])) == exact(float(want[0])) and got[1] == (3,) and got[2] is xs
+    assert step.cache_info().traces == 1
+    with pytest.raises(IndexError, match=r"index 3 is out of bounds for argument \[0\], an array of 3"):
+        fg.jit(lambda xs: xs[3])(a)
+
+
+@pytest.mark.parametrize("use, what", [
+    (lambda xs: xs * 2.0, "arithmetic"),
+    (lambda xs: xs[0] if xs else 0.0, "a truth test"),
+    (lambda xs: xs[1:], "indexing by a slice"),
+    (lambda xs: xs.mean(), r"\.mean does not"),
+])
+def test_whole_array_operations_on_an_array_argument_are_refused(use: Any, what: str) -> None:
+    np = pytest.importorskip("numpy")
+    with pytest.raises((TypeError, AttributeError), match=r"argument \[0\] is a numpy array.*" + what):
+        fg.jit(use)(np.array([1.0, 2.0]))
+
+
+def test_numpy_functions_of_an_array_argument_are_refused() -> None:
+    np = pytest.importorskip("numpy")
+    for use in (np.sum, np.exp, np.asarray, lambda xs: np.dot(xs, xs)):
+        with pytest.raises(TypeError, match=r"is a numpy array.*(a numpy function|conversion to a numpy)"):
+            fg.jit(use)(np.array([1.0, 2.0]))
+
+
+def test_arrays_jit_cannot_trace_say_what_to_pass() -> None:
+    np = pytest.importorskip("numpy")
+    step = fg.jit(lambda w, xs: w)
+    with pytest.raises(TypeError, match=r"leaf at \[1\] is a numpy array of shape \(2, 2\).*1-D float64"):
+        step(1.0, np.ones((2, 2)))
+    with pytest.raises(TypeError, match=r"dtype int64.*astype\(float\)"):
+        step(1.0, np.arange(3))
+    with pytest.raises(TypeError, match=r"shape \(\).*tolist"):
+        step(1.0, np.array(2.0))
+
+
+def test_under_debug_nans_the_function_gets_the_array_itself() -> None:
+    np = pytest.importorskip("numpy")
+    step = fg.jit(lambda w, xs: w * float(np.sum(xs)))
+    with fg.debug_nans():
+        assert step(2.0, np.array([1.0, 2.0])) == 6.0
+
+
 # 7. Hostile inputs -------------------------------------------------------------------------
 
 
