@@ -396,8 +396,9 @@ def jit(
         for i in nums:
             if not -positional <= i < positional:
                 raise ValueError(
-                    f"jit: static_argnums names argument {i}, but {_name_of(f)} takes {positional} "
-                    "positional argument(s); number them from 0 (negative numbers count from the end)"
+                    f"jit: static_argnums names argument {i} but the call has {positional} positional "
+                    f"argument(s) at most ({_name_of(f)} takes {positional}); number them from 0 "
+                    "(negative numbers count from the end)"
                 )
     return Jitted(f, nums, cache_size, max_compiled_ops)
 
@@ -751,8 +752,8 @@ def _hashable(value: Any, what: str, why: str) -> None:
 
 def _not_hashable(what: str, why: str, error: Exception) -> TypeError:
     return TypeError(
-        f"jit: {what} must be hashable ({why}), but hashing it raised {type(error).__name__}: {error}. "
-        "Pass lists as tuples and dicts as pyrsistent pmaps, or pass the data as a traced argument"
+        f"jit: {what} must be hashable ({why}), but hashing it raised {type(error).__name__}: {error}; "
+        "pass lists as tuples and dicts as pyrsistent pmaps, or pass the data as a traced argument"
     )
 
 

@@ -384,7 +384,7 @@ def test_jit_of_a_non_callable_fails_at_once() -> None:
 
 
 def test_bad_static_argnums_are_named() -> None:
-    with pytest.raises(ValueError, match=r"static_argnums names argument 2, but <lambda> takes 2 positional"):
+    with pytest.raises(ValueError, match=r"argument 2 but the call has 2 .* at most \(<lambda> takes 2\)"):
         fg.jit(lambda x, n: x, static_argnums=2)
     with pytest.raises(ValueError, match=r"static_argnums names argument -3"):
         fg.jit(lambda x, n: x, static_argnums=-3)
