@@ -16,6 +16,8 @@ from collections import namedtuple
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pyrsistent import pmap, pvector
 
 import fgrad as fg
@@ -627,4 +629,43 @@ def test_a_jitted_function_calling_itself_runs_its_function() -> None:
 
     step = fg.jit(power, static_argnums=1)
     assert step(1.5, 4) == step(1.5, 4) == 1.5**4
+    assert step.cache_info().traces == 1
+
+
+# The strict key itself -----------------------------------------------------------------------
+
+ATOMS = st.sampled_from([0.0, -0.0, 1, True, 1.0, 2, NAN_A, NAN_B, NEG_NAN, "a", None, math.inf])
+VALUES = st.recursive(
+    ATOMS, lambda kids: st.tuples(kids, kids) | st.frozensets(kids, max_size=3) | st.builds(Opts, kids, kids),
+    max_leaves=6,
+)
+
+
+def reference(x: Any) -> str:
+    """What a function can tell about a value: types, float bits, structure (sets unordered)."""
+    if isinstance(x, float):
+        return f"float:{struct.pack('<d', x).hex()}"
+    if isinstance(x, tuple):
+        return f"{type(x).__name__}({','.join(map(reference, x))})"
+    if isinstance(x, frozenset):
+        return f"set({','.join(sorted(map(reference, x)))})"
+    return f"{type(x).__name__}:{x!r}"
+
+
+@given(VALUES, VALUES)
+def test_strict_keys_are_equal_exactly_for_values_a_function_cannot_tell_apart(a: Any, b: Any) -> None:
+    ka, kb = jit_module._strict(a), jit_module._strict(b)
+    assert (ka == kb) == (reference(a) == reference(b))
+    assert ka == jit_module._strict(a) and hash(ka) == hash(jit_module._strict(a))
+
+
+def test_a_static_argument_of_any_depth_is_keyed_without_recursion() -> None:
+    def deep(depth: int) -> Any:
+        value: Any = (0.0,)
+        for _ in range(depth):
+            value = (value, 1.0)
+        return value
+
+    step = fg.jit(lambda x, s: x * s[1], static_argnums=1)
+    assert step(2.0, deep(100_000)) == 2.0 and step(3.0, deep(100_000)) == 3.0  # another, equal object
     assert step.cache_info().traces == 1
