@@ -46,6 +46,7 @@ class GuardFailed(Exception):
 
 
 _NONE = object()
+_MAX_INT_LITERAL = 2**63
 
 
 class _Emitter:
@@ -60,14 +61,13 @@ class _Emitter:
         }
 
     def const(self, x: Any) -> str:
-        if type(x) is float:
-            if x != x:
-                return "NAN"
-            if math.isinf(x):
-                return "INF" if x > 0 else "(-INF)"
+        # Literals only where repr round-trips every bit: a nan's sign and
+        # payload and an int of thousands of digits (repr refuses those)
+        # stay objects, in K.
+        if type(x) is float and math.isfinite(x):
             text = repr(x)
             return f"({text})" if text.startswith("-") else text
-        if type(x) is int:
+        if type(x) is int and -_MAX_INT_LITERAL <= x <= _MAX_INT_LITERAL:
             return f"({x!r})" if x < 0 else repr(x)
         self.consts.append(x)
         return f"K[{len(self.consts) - 1}]"
@@ -429,9 +429,19 @@ def _table(
 
 
 def _guard(check: Callable[[Any, Any], bool], expected: bool) -> Callable[[Any, Any], Any]:
-    def guard(a: Any, b: Any) -> Any:
-        if check(a, b) is not expected:
+    """A guard by truth value, as the compiled source's ``if not (a > b)``:
+    a comparison with a numpy scalar gives a ``numpy.bool_``, never ``True``."""
+    if expected:
+        def holds(a: Any, b: Any) -> Any:
+            if not check(a, b):
+                raise GuardFailed
+            return None
+
+        return holds
+
+    def fails(a: Any, b: Any) -> Any:
+        if check(a, b):
             raise GuardFailed
         return None
 
-    return guard
+    return fails

@@ -47,8 +47,8 @@ def assert_same(got: Any, want: Any) -> None:
 
 
 def twice(step: Any, *args: Any) -> list[Any]:
-    """The first call of a new path returns the traced values, later ones run
-    the compiled code: check both."""
+    """The first call of a new path traces, compiles and runs it, later ones
+    only run it: check both."""
     return [step(*args), step(*args)]
 
 
