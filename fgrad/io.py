@@ -32,22 +32,19 @@ import errno
 import json
 import math
 import os
-import re
 import secrets
 import stat
 import struct
-from collections import Counter
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
-from pyrsistent import CheckedType, PMap, PVector, pmap, pvector
+from pyrsistent import CheckedType, PMap, PVector
 
 from . import nn
+from .ioread import FORMAT, VERSION, LoadError, Reader, is_namedtuple, layout, show
 from .tree import _sorted_keys  # the key order fgrad.tree flattens a PMap in
 
 __all__ = ["LoadError", "save", "load", "dumps", "loads", "register", "MAX_DEPTH", "MAX_BYTES"]
 
-FORMAT = "fgrad-tree"
-VERSION = 1
 MAX_DEPTH = 100  # nested containers: deep enough for any model, shallow enough for the stack
 MAX_BYTES = 1 << 28  # 256 MiB, some ten million floats
 _WIDTH = 100
@@ -55,38 +52,12 @@ _WIDTH = 100
 _MAX_INT_DIGITS = 4300
 _INT_BOUND = 10**_MAX_INT_DIGITS
 _QNAN, _SIGN = 0x7FF8000000000000, 1 << 63
-_SEQ_TAGS = ("list", "pvector", "tuple")
-_TREE_TAGS = ("float", *_SEQ_TAGS, "dict", "pmap", "namedtuple", "dataclass")
-_KEY_TAGS = ("float", "tuple")
 
 C = TypeVar("C", bound=type)
 
 
-class LoadError(ValueError):
-    """A file that is not a valid fgrad tree: says which file, where and what."""
-
-    def __init__(self, source: str, where: str, reason: str) -> None:
-        where = where if len(where) <= 100 else f"{where[:40]}...{where[-50:]}"  # a deep path
-        super().__init__(f"cannot load {source}: {where}: {reason}")
-        self.source, self.where, self.reason = source, where, reason
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.source, self.where, self.reason))
-
-
 _by_name: dict[str, type] = {}
 _name_of: dict[type, str] = {}
-
-
-def _is_namedtuple(cls: type) -> bool:
-    return issubclass(cls, tuple) and hasattr(cls, "_fields")
-
-
-def _layout(cls: type) -> tuple[list[str], list[str]]:
-    """(leaf fields, static fields) of a dataclass, in declaration order."""
-    fields = dataclasses.fields(cls)
-    return ([f.name for f in fields if not f.metadata.get("static")],
-            [f.name for f in fields if f.metadata.get("static")])
 
 
 def register(cls: C, *, name: str | None = None) -> C:
@@ -102,30 +73,30 @@ def register(cls: C, *, name: str | None = None) -> C:
     >>> loads(dumps(Point(1.0, -0.0)))
     Point(x=1.0, y=-0.0)
     """
-    if not isinstance(cls, type) or not (_is_namedtuple(cls) or dataclasses.is_dataclass(cls)):
-        raise TypeError(f"register: cls: expected a dataclass or namedtuple class, got {_show(cls)}")
+    if not isinstance(cls, type) or not (is_namedtuple(cls) or dataclasses.is_dataclass(cls)):
+        raise TypeError(f"register: cls: expected a dataclass or namedtuple class, got {show(cls)}")
     if getattr(cls, "__tree_leaf__", False):
         raise TypeError(f"register: {cls.__qualname__} is a pytree leaf (__tree_leaf__), not a container")
-    if _is_namedtuple(cls):
+    if is_namedtuple(cls):
         fields = getattr(cls, "_fields")  # noqa: B009 (mypy knows cls only as a type)
         names_ok = type(fields) is tuple and all(type(f) is str for f in fields)
         if not names_ok or len(set(fields)) != len(fields):
             raise TypeError(f"register: {cls.__qualname__}._fields must be a tuple of distinct str field "
-                            f"names, as collections.namedtuple makes it; got {_show(fields)}")
+                            f"names, as collections.namedtuple makes it; got {show(fields)}")
     default = f"{cls.__module__}:{cls.__qualname__}"
     if name is None:
         name = default
     elif not isinstance(name, str):
         raise TypeError(f"register: name must be a str (the class's name in files), got "
-                        f"{type(name).__name__} {_show(name)}; pass a name such as {default!r}")
+                        f"{type(name).__name__} {show(name)}; pass a name such as {default!r}")
     name = str.__str__(name)  # a plain str: no method of a str subclass runs later
     if not name.strip():
-        raise ValueError(f"register: name must not be empty or blank, got {_show(name)}; pass a name such as "
+        raise ValueError(f"register: name must not be empty or blank, got {show(name)}; pass a name such as "
                          f"{default!r} (the default)")
     old = _by_name.get(name)
     # The same module and qualname: the class defined anew (module reloaded, cell re-run).
     if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
-        raise ValueError(f"register: the name {_show(name)} is taken by {_show(old)}; pass another name=")
+        raise ValueError(f"register: the name {show(name)} is taken by {show(old)}; pass another name=")
     _by_name[name] = cls
     _name_of.setdefault(cls, name)
     return cls
@@ -170,7 +141,7 @@ def _key(v: Any, what: str, path: str, depth: int) -> Any:
             raise ValueError(f"save: the {what} at {_where(path)} is tuples nested deeper than {MAX_DEPTH} "
                              f"levels")
         return {"tuple": [_key(e, what, f"{path}[{i}]", depth + 1) for i, e in enumerate(v)]}
-    raise TypeError(f"save: the {what} at {_where(path)} is {t.__name__} {_show(v)}; keys and "
+    raise TypeError(f"save: the {what} at {_where(path)} is {t.__name__} {show(v)}; keys and "
                     f"static fields must be str, int, float, bool, None or tuples of them")
 
 
@@ -200,7 +171,7 @@ def _encode(x: Any, path: str, depth: int) -> Any:
     if t is dict or t is PMap:
         # Keys are checked before a PMap is sorted, and dict items are read without a lookup:
         # no hash, comparison or repr of a key that cannot be saved ever runs.
-        pairs = [(k, v, f"{path}[{_show(k)}]") for k, v in x.items()]
+        pairs = [(k, v, f"{path}[{show(k)}]") for k, v in x.items()]
         keys = [_key(k, "dict key", at_k, depth) for k, _, at_k in pairs]
         if t is PMap:
             rank = {id(k): i for i, k in enumerate(_sorted_keys(k for k, _, _ in pairs))}
@@ -209,7 +180,7 @@ def _encode(x: Any, path: str, depth: int) -> Any:
         return {"dict" if t is dict else "pmap": [
             [key, _encode(v, at_k, depth)] for key, (_, v, at_k) in zip(keys, pairs)
         ]}
-    namedtuple = isinstance(x, tuple) and _is_namedtuple(t)
+    namedtuple = isinstance(x, tuple) and is_namedtuple(t)
     if namedtuple or (dataclasses.is_dataclass(x) and not isinstance(x, type)
                       and not getattr(t, "__tree_leaf__", False)):
         name = _name_of.get(t)
@@ -222,7 +193,7 @@ def _encode(x: Any, path: str, depth: int) -> Any:
                                 f"{len(t._fields)} fields (made without its constructor?); rebuild it")
             fields = {n: _encode(v, f"{path}.{n}", depth) for n, v in zip(t._fields, tuple.__iter__(x))}
             return {"namedtuple": {"type": name, "fields": fields}}
-        kids, static = _layout(t)
+        kids, static = layout(t)
         body = {"type": name, "fields": {n: _encode(_field(x, n, path), f"{path}.{n}", depth) for n in kids}}
         if static:
             body["static"] = {n: _key(_field(x, n, path), "static field", f"{path}.{n}", depth)
@@ -236,7 +207,7 @@ def _encode(x: Any, path: str, depth: int) -> Any:
         return _float(float.__float__(x))
     if isinstance(x, int):
         return _int(int.__int__(x), "int", path)
-    raise TypeError(f"save: cannot save {t.__name__} {_show(x)} at {at}: leaves must be float, int or "
+    raise TypeError(f"save: cannot save {t.__name__} {show(x)} at {at}: leaves must be float, int or "
                     f"bool (a parameter file holds numbers)")
 
 
@@ -290,10 +261,10 @@ def dumps(tree: Any) -> str:
 def _file_name(path: Any, fn: str) -> str:
     if not isinstance(path, (str, bytes, os.PathLike)):
         raise TypeError(f"{fn}: path must be a file name (a str or os.PathLike), got "
-                        f"{type(path).__name__} {_show(path)}")
+                        f"{type(path).__name__} {show(path)}")
     name = os.fsdecode(path)
     if not name or "\0" in name:
-        raise ValueError(f"{fn}: path is empty or holds a NUL character; name a file, got {_show(name)}")
+        raise ValueError(f"{fn}: path is empty or holds a NUL character; name a file, got {show(name)}")
     return name
 
 
@@ -303,9 +274,9 @@ def _limit(value: Any, what: str, fn: str, none: bool) -> Any:
         return None
     expected = f"an int >= 0{' or None (no limit)' if none else ''}"
     if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{fn}: {what} must be {expected}, got {type(value).__name__} {_show(value)}")
+        raise TypeError(f"{fn}: {what} must be {expected}, got {type(value).__name__} {show(value)}")
     if value < 0:
-        raise ValueError(f"{fn}: {what} must be {expected}, got {_show(value)}")
+        raise ValueError(f"{fn}: {what} must be {expected}, got {show(value)}")
     return int.__int__(value)
 
 
@@ -449,7 +420,7 @@ def loads(data: str | bytes | bytearray | memoryview, *, max_depth: int = MAX_DE
     """
     if not isinstance(source, str):
         raise TypeError(f"loads: source must be a str (what error messages call the text), got "
-                        f"{type(source).__name__} {_show(source)}")
+                        f"{type(source).__name__} {show(source)}")
     max_depth = _limit(max_depth, "max_depth", "loads", none=False)
     if isinstance(data, str):
         text = str.__str__(data)
@@ -463,148 +434,9 @@ def loads(data: str | bytes | bytearray | memoryview, *, max_depth: int = MAX_DE
     else:
         hint = "; to read a file, call fgrad.io.load(path)" if isinstance(data, os.PathLike) else ""
         raise TypeError(f"loads: data must be the text of a file, a str or bytes, got "
-                        f"{type(data).__name__} {_show(data)}{hint}")
+                        f"{type(data).__name__} {show(data)}{hint}")
     if not text.strip():
         raise LoadError(source, "line 1", "the file is empty (truncated?)")
-    return _Reader(source, max_depth).document(text)
+    return Reader(source, max_depth, _by_name).document(text)
 
 
-def _show(x: Any) -> str:
-    """A short description of a value for an error message, whatever it is.
-
-    Its repr may be huge, slow to make (a long int) or raise: the message must come out anyway.
-    """
-    t = type(x)
-    if (t is list or t is dict) and len(x) > 5:
-        return f"a JSON {'array' if t is list else 'object'} of {len(x)} items"
-    if isinstance(x, int) and int.bit_length(x) > 200:
-        return f"an int of {int.bit_length(x)} bits"
-    try:
-        text = str.__str__(repr(x))
-    except Exception:  # a user's __repr__ that raises, a nesting too deep for repr, a long int in a tuple
-        text = f"<a {t.__name__} whose repr fails>"
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-class _Reader:
-    """Checks a parsed document node by node and builds the tree it describes."""
-
-    def __init__(self, source: str, max_depth: int) -> None:
-        self.source, self.max_depth = source, max_depth
-
-    def fail(self, where: str, reason: str) -> NoReturn:
-        raise LoadError(self.source, where, reason)
-
-    def document(self, text: str) -> Any:
-        try:
-            doc = json.loads(text, object_pairs_hook=self.pairs, parse_float=self.number,
-                             parse_constant=self.constant)
-        except LoadError:
-            raise
-        except json.JSONDecodeError as e:
-            end = " (the text ends early: truncated?)" if e.pos >= len(text.rstrip()) else ""
-            self.fail(f"line {e.lineno}, column {e.colno}", f"not valid JSON: {e.msg}{end}")
-        except (RecursionError, ValueError) as e:  # too deep; an int of over 4300 digits
-            self.fail("while parsing", f"not valid JSON: {_show(str(e))}")
-        if type(doc) is not dict or doc.get("format") != FORMAT:
-            self.fail("at $.format", f'not an fgrad tree file (expected {{"format": "{FORMAT}", ...}})')
-        version = doc.get("version")
-        if type(version) is not int or version != VERSION:
-            newer = type(version) is int and version > VERSION
-            self.fail("at $.version", f"version {_show(version)} is not supported, only {VERSION}"
-                      + (" (written by a newer fgrad: upgrade)" if newer else ""))
-        if doc.keys() != {"format", "version", "tree"}:
-            self.fail("at $", f'expected the keys "format", "version" and "tree", got {_show(list(doc))}')
-        try:
-            return self.value(doc["tree"], "$.tree", 0, False)
-        except RecursionError:
-            self.fail("at $.tree", f"nested too deeply for the stack; lower max_depth={self.max_depth}")
-
-    def pairs(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out = dict(pairs)
-        if len(out) != len(pairs):
-            twice = next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
-            self.fail("while parsing", f"a JSON object has the key {_show(twice)} twice")
-        return out
-
-    def number(self, text: str) -> float:
-        x = float(text)
-        if not math.isfinite(x):
-            self.fail("while parsing", f'{_show(text)} overflows a float; write {{"float": "inf"}}')
-        return x
-
-    def constant(self, text: str) -> NoReturn:
-        self.fail("while parsing", f'{text} is not JSON; write {{"float": "nan"}}, "inf" or "-inf"')
-
-    def value(self, obj: Any, where: str, depth: int, key: bool) -> Any:
-        """Decode ``obj`` found at ``where``: a tree node, or a key/static value if ``key``."""
-        t = type(obj)
-        if obj is None or t is float or t is int or t is bool or (t is str and key):
-            return obj
-        if t is not dict or len(obj) != 1:
-            self.fail(f"at {where}", f'expected a number, null or a tagged object like {{"list": [...]}}, '
-                      f"got {_show(obj)}" + ("; strings are only keys and static fields" if t is str else ""))
-        [(tag, body)] = obj.items()
-        tags = _KEY_TAGS if key else _TREE_TAGS
-        if tag not in tags:
-            self.fail(f"at {where}", f"the tag {_show(tag)} is not one of {', '.join(tags)}")
-        where = f"{where}.{tag}"
-        if tag == "float":
-            return self.special_float(body, where)
-        if depth >= self.max_depth:
-            self.fail(f"at {where}", f"containers nested deeper than max_depth={self.max_depth}")
-        depth += 1
-        if tag != "namedtuple" and tag != "dataclass" and type(body) is not list:
-            self.fail(f"at {where}", f"expected a JSON array, got {_show(body)}")
-        if tag in ("dict", "pmap"):
-            out: dict[Any, Any] = {}
-            for i, pair in enumerate(body):
-                if type(pair) is not list or len(pair) != 2:
-                    self.fail(f"at {where}[{i}]", f"expected a [key, value] pair, got {_show(pair)}")
-                k = self.value(pair[0], f"{where}[{i}][0]", depth, True)
-                if k in out:
-                    self.fail(f"at {where}[{i}][0]", f"the key {_show(k)} appears twice")
-                out[k] = self.value(pair[1], f"{where}[{i}][1]", depth, False)
-            return out if tag == "dict" else pmap(out)
-        if tag in _SEQ_TAGS:
-            items = [self.value(v, f"{where}[{i}]", depth, key) for i, v in enumerate(body)]
-            return items if tag == "list" else tuple(items) if tag == "tuple" else pvector(items)
-        return self.record(tag, body, where, depth)
-
-    def special_float(self, body: Any, where: str) -> float:
-        if body in ("nan", "-nan", "inf", "-inf"):
-            return -math.nan if body == "-nan" else float(body)
-        if type(body) is str and re.fullmatch("nan:0x[0-9a-f]{16}", body):
-            x: float = struct.unpack("<d", int(body[6:], 16).to_bytes(8, "little"))[0]
-            if math.isnan(x):
-                return x
-        self.fail(f"at {where}", f'expected "nan", "-nan", "inf", "-inf" or "nan:0x" and the 16 hex '
-                  f"digits of a nan, got {_show(body)}")
-
-    def record(self, tag: str, body: Any, where: str, depth: int) -> Any:
-        allowed = {"type", "fields", "static"} if tag == "dataclass" else {"type", "fields"}
-        if type(body) is not dict or not {"type", "fields"} <= body.keys() <= allowed:
-            self.fail(f"at {where}", f'expected {{"type": ..., "fields": {{...}}}}, got {_show(body)}')
-        name = body["type"]
-        cls = _by_name.get(name) if type(name) is str else None
-        if cls is None:
-            self.fail(f"at {where}.type", f"the type {_show(name)} is not registered; call "
-                      f"fgrad.io.register(<that class>) before loading (load never imports modules)")
-        if (tag == "namedtuple") != _is_namedtuple(cls):
-            self.fail(f"at {where}.type", f"{name} is registered, but is not a {tag}")
-        if tag == "namedtuple":
-            names = list(getattr(cls, "_fields"))  # noqa: B009 (mypy knows cls only as a type)
-            return tuple.__new__(cls, self.fields(body["fields"], names, f"{where}.fields", depth, False))
-        leaf_names, static_names = _layout(cls)
-        kids = self.fields(body["fields"], leaf_names, f"{where}.fields", depth, False)
-        statics = self.fields(body.get("static", {}), static_names, f"{where}.static", depth, True)
-        obj: Any = object.__new__(cls)
-        for n, v in [*zip(leaf_names, kids, strict=True), *zip(static_names, statics, strict=True)]:
-            object.__setattr__(obj, n, v)
-        return obj
-
-    def fields(self, body: Any, names: list[str], where: str, depth: int, key: bool) -> list[Any]:
-        if type(body) is not dict or body.keys() != set(names):
-            self.fail(f"at {where}", f"expected the fields {_show(names)} of the registered class, "
-                      f"got {_show(list(body) if type(body) is dict else body)}")
-        return [self.value(body[n], f"{where}.{n}", depth, key) for n in names]

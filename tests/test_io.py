@@ -24,6 +24,7 @@ from pyrsistent import PMap, PVector, pmap, pvector
 
 import fgrad as fg
 import fgrad.io as fgio
+import fgrad.ioread as ioread
 from fgrad.io import LoadError
 from fgrad.nn import MLP, Neuron
 
@@ -569,6 +570,22 @@ def test_the_loader_source_uses_no_eval_pickle_or_import_machinery() -> None:
     imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert not imported & {"pickle", "marshal", "shelve", "importlib", "subprocess", "yaml", "ast"}
+
+
+@pytest.mark.parametrize("module", [fgio, ioread], ids=lambda m: m.__name__)
+def test_the_loading_modules_use_no_eval_pickle_or_import_machinery(module: Any) -> None:
+    tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    names |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    assert not names & {"eval", "exec", "compile", "__import__", "import_module", "Unpickler", "setattr"}
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not imported & {"pickle", "marshal", "shelve", "importlib", "subprocess", "yaml", "ast"}
+
+
+def test_load_error_keeps_its_public_name() -> None:
+    assert LoadError.__module__ == "fgrad.io" and fgio.LoadError is ioread.LoadError
+    assert type(pickle.loads(pickle.dumps(LoadError("p", "w", "r")))) is LoadError
 
 
 def test_an_unregistered_type_says_how_to_register_it() -> None:
