@@ -270,7 +270,7 @@ def _picture_path(out: str) -> str:
         raise ValueError(f"{out!r} is a directory; name a file")
     writable = os.access(out, os.W_OK) if os.path.exists(out) else os.access(directory, os.W_OK | os.X_OK)
     if not writable:
-        raise ValueError(f"cannot write {out!r} (permission denied); choose another --out")
+        raise ValueError(f"cannot write {out!r} (permission denied); choose another --out, or --no-plot")
     return out
 
 

@@ -337,7 +337,7 @@ def save(tree: Any, path: str | os.PathLike[str]) -> None:
     try:
         with open(fd, "wb") as f:
             if old is not None:
-                _keep_owner_and_mode(f.fileno(), tmp, old)
+                _keep_owner_and_mode(f.fileno(), old)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -354,18 +354,14 @@ def save(tree: Any, path: str | os.PathLike[str]) -> None:
             os.close(dir_fd)
 
 
-def _keep_owner_and_mode(fd: int, tmp: str, old: os.stat_result) -> None:
-    """Give the new file the replaced one's owner (where allowed) and permission bits."""
-    if hasattr(os, "fchown"):
-        new = os.fstat(fd)
-        if (new.st_uid, new.st_gid) != (old.st_uid, old.st_gid):
-            with contextlib.suppress(OSError):  # only root may give a file away
-                os.fchown(fd, old.st_uid, old.st_gid)
-    mode = stat.S_IMODE(old.st_mode) & 0o777  # not setuid, setgid or sticky: those stay with the old
-    if hasattr(os, "fchmod"):
-        os.fchmod(fd, mode)
-    else:
-        os.chmod(tmp, mode)
+def _keep_owner_and_mode(fd: int, old: os.stat_result) -> None:
+    """Give the new file the replaced one's permission bits and, where allowed, its owner."""
+    if hasattr(os, "fchown") and (os.fstat(fd).st_uid, os.fstat(fd).st_gid) != (old.st_uid, old.st_gid):
+        with contextlib.suppress(OSError):  # only root may give a file away
+            os.fchown(fd, old.st_uid, old.st_gid)
+    if hasattr(os, "fchmod"):  # elsewhere (Windows) the only bit is read-only, refused above
+        with contextlib.suppress(OSError):  # a file system without modes (vfat) fixes them itself
+            os.fchmod(fd, stat.S_IMODE(old.st_mode) & 0o777)  # not setuid, setgid or sticky
 
 
 def _read(f: Any, limit: int) -> bytes:

@@ -738,6 +738,18 @@ def test_saving_over_a_setuid_file_does_not_pass_the_bit_on(tmp_path: Path) -> N
     assert path.stat().st_mode & 0o7777 == 0o750
 
 
+@posix
+def test_a_file_system_without_modes_does_not_stop_the_save(tmp_path: Path, monkeypatch: Any) -> None:
+    path, _ = _old_file(tmp_path)
+
+    def no_modes(fd: int, mode: int) -> None:
+        raise PermissionError(1, "Operation not permitted")  # what vfat answers
+
+    monkeypatch.setattr(os, "fchmod", no_modes)
+    fgio.save({"w": 2.0}, path)
+    assert fgio.load(path) == {"w": 2.0} and [p.name for p in tmp_path.iterdir()] == ["params.json"]
+
+
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="only root can give files away")
 def test_saving_over_a_file_keeps_its_owner_where_allowed(tmp_path: Path) -> None:
     path = tmp_path / "p.json"
