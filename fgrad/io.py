@@ -83,6 +83,12 @@ def register(cls: C, *, name: str | None = None) -> C:
         if not names_ok or len(set(fields)) != len(fields):
             raise TypeError(f"register: {cls.__qualname__}._fields must be a tuple of distinct str field "
                             f"names, as collections.namedtuple makes it; got {show(fields)}")
+    else:
+        try:  # what load does: an instance without running any code of the class
+            object.__new__(cls)
+        except TypeError as e:  # an abstract class; a subclass of dict, list, Exception ...
+            raise TypeError(f"register: load could not rebuild a {cls.__qualname__} without calling its "
+                            f"constructor ({e}); register a plain dataclass") from None
     default = f"{cls.__module__}:{cls.__qualname__}"
     if name is None:
         name = default

@@ -1058,3 +1058,29 @@ def test_records_built_without_their_constructor_are_refused_clearly() -> None:
         fgio.dumps([object.__new__(Box)])
     with pytest.raises(TypeError, match=r"the Pair at \['p'\] holds 1 values for its 2 fields"):
         fgio.dumps({"p": tuple.__new__(Pair, (1.0,))})
+
+
+def test_register_refuses_dataclasses_load_could_not_rebuild() -> None:
+    import abc
+
+    @dataclass(frozen=True)
+    class DictLike(dict):  # type: ignore[type-arg]
+        w: float = 1.0
+
+    @dataclass(frozen=True)
+    class Failure(Exception):
+        w: float = 1.0
+
+    @dataclass(frozen=True)
+    class Abstract(abc.ABC):
+        w: float
+
+        @abc.abstractmethod
+        def f(self) -> None: ...
+
+    for cls in (DictLike, Failure, Abstract):
+        with pytest.raises(TypeError, match="load could not rebuild a .* without calling its constructor"):
+            fgio.register(cls)
+    for instance in (DictLike(2.0), Failure(2.0)):  # saved, they would have failed to load
+        with pytest.raises(TypeError, match="is not registered"):
+            fgio.dumps(instance)
