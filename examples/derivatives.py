@@ -1,6 +1,6 @@
 """A function and its derivatives: nested grad, Taylor mode, and the graph.
 
-    python examples/derivatives.py [--x 0.7] [--order 6]
+    python examples/derivatives.py [--x 0.7] [--order 6]    (order 0 to 12)
 
 Prints f(x) = tanh(sin(x)) * exp(x) and its first derivatives three ways:
 nested fg.grad (a new graph per order), fg.derivatives (Taylor mode, one
@@ -10,6 +10,7 @@ graph), and a central difference of the previous order as a sanity check.
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -29,11 +30,22 @@ def nested(order: int) -> list[Any]:
     return functions
 
 
+# Nested grad builds a graph about 2.5 times larger per order: order 12 takes seconds, 16 minutes.
+MAX_ORDER = 12
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, list[float]]:
+    """Print the table; returns the derivatives by nested grad and by Taylor mode."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--x", type=float, default=0.7)
-    p.add_argument("--order", type=int, default=6)
+    p.add_argument("--x", type=float, default=0.7, help="the point, a finite number (default 0.7)")
+    p.add_argument("--order", type=int, default=6,
+                   help=f"the highest derivative, 0 to {MAX_ORDER} (default 6)")
     args = p.parse_args(argv)
+    # Checked before any work, with argparse's usage message and exit status 2.
+    if not math.isfinite(args.x):
+        p.error(f"argument --x: must be a finite number, got {args.x}")
+    if not 0 <= args.order <= MAX_ORDER:
+        p.error(f"argument --order: must be from 0 to {MAX_ORDER}, got {args.order}")
 
     functions = nested(args.order)
     start = time.perf_counter()

@@ -39,12 +39,20 @@ def mse(p: Any, xs: Sequence[float], ys: Sequence[float]) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> Any:
+    """Fit the curve; returns the parameters and their mean squared error."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--n", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=300, help="adam steps, >= 1 (default 300)")
+    parser.add_argument("--lr", type=float, default=0.05, help="learning rate, > 0 (default 0.05)")
+    parser.add_argument("--n", type=int, default=50, help="number of samples, >= 1 (default 50)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the samples (default 0)")
     args = parser.parse_args(argv)
+    # Checked before any work, with argparse's usage message and exit status 2.
+    if args.steps < 1:
+        parser.error(f"argument --steps: must be at least 1, got {args.steps}")
+    if args.n < 1:
+        parser.error(f"argument --n: must be at least 1, got {args.n}")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        parser.error(f"argument --lr: must be a finite number > 0, got {args.lr}")
 
     xs, ys = data(args.n, args.seed)
     params = pmap({"a": 1.0, "b": 1.5, "c": 0.0})
@@ -57,9 +65,11 @@ def main(argv: Sequence[str] | None = None) -> Any:
         params = optim.apply_updates(params, updates)
         if k % max(1, args.steps // 5) == 0 or k == args.steps - 1:
             shown = ", ".join(f"{name}={params[name]:+.4f}" for name in sorted(params))
-            print(f"step {k:4d}  mse {value:.6f}  {shown}")
+            print(f"step {k:4d}  mse {value:.6f} (before the step)  {shown}")
+    final = mse(params, xs, ys)  # of the parameters returned, not of those before the last update
+    print(f"final mse {final:.6f}")
     print("true values:", ", ".join(f"{k}={v:+.4f}" for k, v in sorted(TRUE.items())))
-    return params, value
+    return params, final
 
 
 if __name__ == "__main__":

@@ -14,9 +14,10 @@ even a nan's sign and payload). The format, version 1::
             {"dataclass": {"type": NAME, "fields": {...}, "static": {"n": KEY}}}
     KEY     a string, int, float, bool, null, or {"tuple": [KEY, ...]}
 
-Leaves are floats (float subclasses such as numpy.float64 too), ints and bools;
-strings are only keys and static fields. ``save`` refuses anything else, and
-container subclasses, naming the tree path. ``load`` never imports, evaluates or
+Leaves are floats (float subclasses such as numpy.float64 too), ints (of at
+most 4300 digits, as JSON readers take them) and bools; strings are only keys
+and static fields. ``save`` refuses anything else, and container subclasses,
+naming the tree path. ``load`` never imports, evaluates or
 unpickles: it rebuilds only dataclasses and namedtuples given to :func:`register`
 (fgrad.nn's are), bypassing their constructors as fgrad.tree does, so no code of
 theirs runs. A bad, truncated or hostile file raises :class:`LoadError`, a
@@ -27,60 +28,36 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import math
 import os
-import re
 import secrets
+import stat
 import struct
-from collections import Counter
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
-from pyrsistent import CheckedType, PMap, PVector, pmap, pvector
+from pyrsistent import CheckedType, PMap, PVector
 
 from . import nn
+from .ioread import FORMAT, VERSION, LoadError, Reader, is_namedtuple, layout, show
 from .tree import _sorted_keys  # the key order fgrad.tree flattens a PMap in
 
 __all__ = ["LoadError", "save", "load", "dumps", "loads", "register", "MAX_DEPTH", "MAX_BYTES"]
 
-FORMAT = "fgrad-tree"
-VERSION = 1
 MAX_DEPTH = 100  # nested containers: deep enough for any model, shallow enough for the stack
 MAX_BYTES = 1 << 28  # 256 MiB, some ten million floats
 _WIDTH = 100
+# JSON readers refuse longer ints (Python's by default: sys.get_int_max_str_digits), so save does too.
+_MAX_INT_DIGITS = 4300
+_INT_BOUND = 10**_MAX_INT_DIGITS
 _QNAN, _SIGN = 0x7FF8000000000000, 1 << 63
-_SEQ_TAGS = ("list", "pvector", "tuple")
-_TREE_TAGS = ("float", *_SEQ_TAGS, "dict", "pmap", "namedtuple", "dataclass")
-_KEY_TAGS = ("float", "tuple")
 
 C = TypeVar("C", bound=type)
 
 
-class LoadError(ValueError):
-    """A file that is not a valid fgrad tree: says which file, where and what."""
-
-    def __init__(self, source: str, where: str, reason: str) -> None:
-        where = where if len(where) <= 100 else f"{where[:40]}...{where[-50:]}"  # a deep path
-        super().__init__(f"cannot load {source}: {where}: {reason}")
-        self.source, self.where, self.reason = source, where, reason
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.source, self.where, self.reason))
-
-
 _by_name: dict[str, type] = {}
 _name_of: dict[type, str] = {}
-
-
-def _is_namedtuple(cls: type) -> bool:
-    return issubclass(cls, tuple) and hasattr(cls, "_fields")
-
-
-def _layout(cls: type) -> tuple[list[str], list[str]]:
-    """(leaf fields, static fields) of a dataclass, in declaration order."""
-    fields = dataclasses.fields(cls)
-    return ([f.name for f in fields if not f.metadata.get("static")],
-            [f.name for f in fields if f.metadata.get("static")])
 
 
 def register(cls: C, *, name: str | None = None) -> C:
@@ -96,15 +73,36 @@ def register(cls: C, *, name: str | None = None) -> C:
     >>> loads(dumps(Point(1.0, -0.0)))
     Point(x=1.0, y=-0.0)
     """
-    if not isinstance(cls, type) or not (_is_namedtuple(cls) or dataclasses.is_dataclass(cls)):
-        raise TypeError(f"register: expected a dataclass or namedtuple class, got {cls!r}")
+    if not isinstance(cls, type) or not (is_namedtuple(cls) or dataclasses.is_dataclass(cls)):
+        raise TypeError(f"register: cls: expected a dataclass or namedtuple class, got {show(cls)}")
     if getattr(cls, "__tree_leaf__", False):
         raise TypeError(f"register: {cls.__qualname__} is a pytree leaf (__tree_leaf__), not a container")
-    name = f"{cls.__module__}:{cls.__qualname__}" if name is None else name
+    if is_namedtuple(cls):
+        fields = getattr(cls, "_fields")  # noqa: B009 (mypy knows cls only as a type)
+        names_ok = type(fields) is tuple and all(type(f) is str for f in fields)
+        if not names_ok or len(set(fields)) != len(fields):
+            raise TypeError(f"register: {cls.__qualname__}._fields must be a tuple of distinct str field "
+                            f"names, as collections.namedtuple makes it; got {show(fields)}")
+    else:
+        try:  # what load does: an instance without running any code of the class
+            object.__new__(cls)
+        except TypeError as e:  # an abstract class; a subclass of dict, list, Exception ...
+            raise TypeError(f"register: load could not rebuild a {cls.__qualname__} without calling its "
+                            f"constructor ({e}); register a plain dataclass") from None
+    default = f"{cls.__module__}:{cls.__qualname__}"
+    if name is None:
+        name = default
+    elif not isinstance(name, str):
+        raise TypeError(f"register: name must be a str (the class's name in files), got "
+                        f"{type(name).__name__} {show(name)}; pass a name such as {default!r}")
+    name = str.__str__(name)  # a plain str: no method of a str subclass runs later
+    if not name.strip():
+        raise ValueError(f"register: name must not be empty or blank, got {show(name)}; pass a name such as "
+                         f"{default!r} (the default)")
     old = _by_name.get(name)
     # The same module and qualname: the class defined anew (module reloaded, cell re-run).
     if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
-        raise ValueError(f"register: the name {name!r} is taken by {old!r}; pass another name=")
+        raise ValueError(f"register: the name {show(name)} is taken by {show(old)}; pass another name=")
     _by_name[name] = cls
     _name_of.setdefault(cls, name)
     return cls
@@ -123,26 +121,53 @@ def _float(x: float) -> Any:
     return {"float": {_QNAN: "nan", _QNAN | _SIGN: "-nan"}.get(bits, f"nan:0x{bits:016x}")}
 
 
+def _where(path: str) -> str:
+    return (path if len(path) <= 100 else f"{path[:40]}...{path[-50:]}") or "the root"
+
+
+def _int(x: int, what: str, path: str) -> int:
+    if -_INT_BOUND < x < _INT_BOUND:
+        return x
+    raise ValueError(f"save: the {what} at {_where(path)} has more than {_MAX_INT_DIGITS} digits "
+                     f"({x.bit_length()} bits), and JSON readers (Python's included) refuse such ints; "
+                     f"convert it (to a float or a str) or split it")
+
+
 def _key(v: Any, what: str, path: str, depth: int) -> Any:
     """Encode a dict key or a static field's value: scalars and tuples of them."""
     t = type(v)
-    if v is None or t is str or t is int or t is bool:
+    if v is None or t is str or t is bool:
         return v
+    if t is int:
+        return _int(v, what, path)
     if t is float:
         return _float(v)
-    if t is tuple and depth < MAX_DEPTH:
+    if t is tuple:
+        if depth >= MAX_DEPTH:
+            raise ValueError(f"save: the {what} at {_where(path)} is tuples nested deeper than {MAX_DEPTH} "
+                             f"levels")
         return {"tuple": [_key(e, what, f"{path}[{i}]", depth + 1) for i, e in enumerate(v)]}
-    raise TypeError(f"save: the {what} at {path or 'the root'} is {t.__name__} {_show(v)}; keys and "
+    raise TypeError(f"save: the {what} at {_where(path)} is {t.__name__} {show(v)}; keys and "
                     f"static fields must be str, int, float, bool, None or tuples of them")
+
+
+def _field(x: Any, name: str, path: str) -> Any:
+    try:
+        return getattr(x, name)
+    except AttributeError:
+        raise TypeError(f"save: the {type(x).__qualname__} at {_where(path)} has no value for its field "
+                        f"{name!r} (made without its constructor?); give it one") from None
 
 
 def _encode(x: Any, path: str, depth: int) -> Any:
     t = type(x)
     if t is float:
         return _float(x)
-    if x is None or t is int or t is bool:
+    if x is None or t is bool:
         return x
-    at = (path if len(path) <= 100 else f"{path[:40]}...{path[-50:]}") or "the root"
+    if t is int:
+        return _int(x, "int", path)
+    at = _where(path)
     if depth >= MAX_DEPTH:
         raise ValueError(f"save: the tree is nested deeper than {MAX_DEPTH} levels at {at} (a cycle?)")
     depth += 1
@@ -150,11 +175,18 @@ def _encode(x: Any, path: str, depth: int) -> Any:
         tag = "list" if t is list else "tuple" if t is tuple else "pvector"
         return {tag: [_encode(v, f"{path}[{i}]", depth) for i, v in enumerate(x)]}
     if t is dict or t is PMap:
+        # Keys are checked before a PMap is sorted, and dict items are read without a lookup:
+        # no hash, comparison or repr of a key that cannot be saved ever runs.
+        pairs = [(k, v, f"{path}[{show(k)}]") for k, v in x.items()]
+        keys = [_key(k, "dict key", at_k, depth) for k, _, at_k in pairs]
+        if t is PMap:
+            rank = {id(k): i for i, k in enumerate(_sorted_keys(k for k, _, _ in pairs))}
+            order = sorted(range(len(pairs)), key=lambda i: rank[id(pairs[i][0])])
+            pairs, keys = [pairs[i] for i in order], [keys[i] for i in order]
         return {"dict" if t is dict else "pmap": [
-            [_key(k, "dict key", f"{path}[{k!r}]", depth), _encode(x[k], f"{path}[{k!r}]", depth)]
-            for k in (x if t is dict else _sorted_keys(x))
+            [key, _encode(v, at_k, depth)] for key, (_, v, at_k) in zip(keys, pairs)
         ]}
-    namedtuple = isinstance(x, tuple) and _is_namedtuple(t)
+    namedtuple = isinstance(x, tuple) and is_namedtuple(t)
     if namedtuple or (dataclasses.is_dataclass(x) and not isinstance(x, type)
                       and not getattr(t, "__tree_leaf__", False)):
         name = _name_of.get(t)
@@ -162,19 +194,26 @@ def _encode(x: Any, path: str, depth: int) -> Any:
             raise TypeError(f"save: {t.__qualname__} at {at} is not registered, so it could not be "
                             f"loaded back; decorate the class with @fgrad.io.register")
         if namedtuple:
-            fields = {n: _encode(v, f"{path}.{n}", depth) for n, v in zip(t._fields, x, strict=True)}
+            if tuple.__len__(x) != len(t._fields):
+                raise TypeError(f"save: the {t.__qualname__} at {at} holds {tuple.__len__(x)} values for its "
+                                f"{len(t._fields)} fields (made without its constructor?); rebuild it")
+            fields = {n: _encode(v, f"{path}.{n}", depth) for n, v in zip(t._fields, tuple.__iter__(x))}
             return {"namedtuple": {"type": name, "fields": fields}}
-        kids, static = _layout(t)
-        body = {"type": name, "fields": {n: _encode(getattr(x, n), f"{path}.{n}", depth) for n in kids}}
+        kids, static = layout(t)
+        body = {"type": name, "fields": {n: _encode(_field(x, n, path), f"{path}.{n}", depth) for n in kids}}
         if static:
-            body["static"] = {n: _key(getattr(x, n), "static field", f"{path}.{n}", depth) for n in static}
+            body["static"] = {n: _key(_field(x, n, path), "static field", f"{path}.{n}", depth)
+                              for n in static}
         return {"dataclass": body}
     if isinstance(x, (list, tuple, dict, PMap, PVector)):
         raise TypeError(f"save: cannot save the {t.__name__} at {at}: subclasses of tuple, list, dict, "
                         f"PMap and PVector would not load back as themselves; convert it first")
-    if isinstance(x, (float, int)):
-        return _float(float(x)) if isinstance(x, float) else bool(x) if isinstance(x, bool) else int(x)
-    raise TypeError(f"save: cannot save {t.__name__} {_show(x)} at {at}: leaves must be float, int or "
+    # Subclasses (numpy.float64, IntEnum) are saved as the number they are; no method of theirs runs.
+    if isinstance(x, float):
+        return _float(float.__float__(x))
+    if isinstance(x, int):
+        return _int(int.__int__(x), "int", path)
+    raise TypeError(f"save: cannot save {t.__name__} {show(x)} at {at}: leaves must be float, int or "
                     f"bool (a parameter file holds numbers)")
 
 
@@ -225,20 +264,51 @@ def dumps(tree: Any) -> str:
     return _lay({"format": FORMAT, "version": VERSION, "tree": _encode(tree, "", 0)}, "")[1] + "\n"
 
 
+def _file_name(path: Any, fn: str) -> str:
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"{fn}: path must be a file name (a str or os.PathLike), got "
+                        f"{type(path).__name__} {show(path)}")
+    name = os.fsdecode(path)
+    if not name or "\0" in name:
+        raise ValueError(f"{fn}: path is empty or holds a NUL character; name a file, got {show(name)}")
+    return name
+
+
+def _limit(value: Any, what: str, fn: str, none: bool) -> Any:
+    """``value`` as an int >= 0 (or None if ``none``), else a clear error naming ``what``."""
+    if value is None and none:
+        return None
+    expected = f"an int >= 0{' or None (no limit)' if none else ''}"
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{fn}: {what} must be {expected}, got {type(value).__name__} {show(value)}")
+    if value < 0:
+        raise ValueError(f"{fn}: {what} must be {expected}, got {show(value)}")
+    return int.__int__(value)
+
+
 def save(tree: Any, path: str | os.PathLike[str]) -> None:
     """Write a pytree of numbers to ``path`` atomically.
 
     The text goes to a temporary file in the same directory, flushed, fsynced
     and renamed over ``path`` (then the directory is fsynced where possible), so
     ``path`` holds the old file or the whole new one, never a torn one. On any
-    error the temporary file is removed. Permissions follow the umask.
+    error the temporary file is removed.
+
+    As ``open(path, "w")`` would: a symbolic link is written through (the file
+    it names is replaced and the link stays; a dangling link's target is
+    created), an existing file keeps its permission bits (and its owner where
+    the system allows), a new one gets ``0o666`` less the umask, and a file you
+    cannot write is left alone. A file with other hard links gets a new inode:
+    its other names keep the old data.
 
     Args:
         tree: a pytree of float, int and bool leaves (see the module doc).
         path: the file to write.
 
     Raises:
-        TypeError: naming the tree path of what cannot be saved.
+        TypeError: naming the tree path of what cannot be saved, or a bad ``path``.
+        ValueError: a tree nested too deeply, an int too long for JSON, an empty ``path``.
+        OSError: as ``open`` would raise it (a missing directory, a directory, a read-only file).
 
     >>> import os, tempfile
     >>> from pyrsistent import pmap
@@ -247,14 +317,33 @@ def save(tree: Any, path: str | os.PathLike[str]) -> None:
     ...     load(os.path.join(d, "params.json"))
     pmap({'w': (1.5, -inf)})
     """
-    target = os.path.abspath(os.fsdecode(path))
+    name = _file_name(path, "save")
+    if name.endswith(os.sep) or (os.altsep is not None and name.endswith(os.altsep)):
+        raise IsADirectoryError(errno.EISDIR, "save: path ends in a separator, so it names a directory; "
+                                "name a file", name)
     data = dumps(tree).encode("ascii")  # first: a tree that cannot be saved leaves no trace
+    target = os.path.realpath(name)  # the file the links lead to, so that os.replace keeps the links
+    try:
+        old = os.stat(target)  # a loop of links raises here, as open() would
+    except FileNotFoundError:
+        old = None
+    if old is not None and stat.S_ISDIR(old.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "save: path is a directory; name a file in it", name)
+    if old is not None and not os.access(target, os.W_OK):
+        raise PermissionError(errno.EACCES, "save: the file is not writable, so it is left alone; change "
+                              "its permissions or save elsewhere", name)
     directory, base = os.path.split(target)
-    tmp = os.path.join(directory, f".{base}.{secrets.token_hex(8)}.tmp")
-    # Not tempfile.mkstemp: its files are 0o600, this one gets 0o666 less the umask.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    tmp = os.path.join(directory, f".{base[:32]}.{secrets.token_hex(8)}.tmp")  # short: within NAME_MAX
+    try:
+        # Not tempfile.mkstemp: its files are 0o600, a new file here gets 0o666 less the umask.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except OSError as e:  # name the file asked for, not the temporary one
+        why = " (to write it, save makes a file in its directory)" if isinstance(e, PermissionError) else ""
+        raise OSError(e.errno, f"{e.strerror}{why}", target) from None
     try:
         with open(fd, "wb") as f:
+            if old is not None:
+                _keep_owner_and_mode(f.fileno(), old)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -271,6 +360,29 @@ def save(tree: Any, path: str | os.PathLike[str]) -> None:
             os.close(dir_fd)
 
 
+def _keep_owner_and_mode(fd: int, old: os.stat_result) -> None:
+    """Give the new file the replaced one's permission bits and, where allowed, its owner."""
+    if hasattr(os, "fchown") and (os.fstat(fd).st_uid, os.fstat(fd).st_gid) != (old.st_uid, old.st_gid):
+        with contextlib.suppress(OSError):  # only root may give a file away
+            os.fchown(fd, old.st_uid, old.st_gid)
+    if hasattr(os, "fchmod"):  # elsewhere (Windows) the only bit is read-only, refused above
+        with contextlib.suppress(OSError):  # a file system without modes (vfat) fixes them itself
+            os.fchmod(fd, stat.S_IMODE(old.st_mode) & 0o777)  # not setuid, setgid or sticky
+
+
+def _read(f: Any, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of ``f``, in chunks: ``f.read(n)`` allocates ``n`` bytes first."""
+    parts: list[bytes] = []
+    left = limit + 1
+    while left > 0:
+        part = f.read(min(left, 1 << 24))
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
+
+
 def load(path: str | os.PathLike[str], *, max_bytes: int | None = MAX_BYTES,
          max_depth: int = MAX_DEPTH) -> Any:
     """Read a pytree written by :func:`save`.
@@ -285,17 +397,21 @@ def load(path: str | os.PathLike[str], *, max_bytes: int | None = MAX_BYTES,
 
     Raises:
         LoadError: not a valid fgrad tree file (it says where and why).
+        TypeError, ValueError: a bad argument (not a path; a limit that is not an int >= 0).
     """
-    source = os.fsdecode(path)
+    source = _file_name(path, "load")
+    max_bytes = _limit(max_bytes, "max_bytes", "load", none=True)
+    max_depth = _limit(max_depth, "max_depth", "load", none=False)
     with open(source, "rb") as f:
-        data = f.read() if max_bytes is None else f.read(max_bytes + 1)
+        data = f.read() if max_bytes is None else _read(f, max_bytes)
     if max_bytes is not None and len(data) > max_bytes:
         raise LoadError(source, "the whole file", f"larger than max_bytes={max_bytes}; pass a larger "
                         f"max_bytes (or None) for a big file you trust")
     return loads(data, max_depth=max_depth, source=source)
 
 
-def loads(data: str | bytes, *, max_depth: int = MAX_DEPTH, source: str = "<string>") -> Any:
+def loads(data: str | bytes | bytearray | memoryview, *, max_depth: int = MAX_DEPTH,
+          source: str = "<string>") -> Any:
     """Read a pytree from the text of a file (``source`` names it in errors).
 
     >>> loads('{"format": "fgrad-tree", "version": 1, "tree": {"tuple": [1.0, {"float": "-inf"}]}}')
@@ -304,143 +420,25 @@ def loads(data: str | bytes, *, max_depth: int = MAX_DEPTH, source: str = "<stri
     Traceback (most recent call last):
     fgrad.io.LoadError: cannot load p.json: line 1, column 63: not valid JSON: ...
     """
-    if isinstance(data, bytes):
+    if not isinstance(source, str):
+        raise TypeError(f"loads: source must be a str (what error messages call the text), got "
+                        f"{type(source).__name__} {show(source)}")
+    max_depth = _limit(max_depth, "max_depth", "loads", none=False)
+    if isinstance(data, str):
+        text = str.__str__(data)
+    elif isinstance(data, (bytes, bytearray, memoryview)):
+        raw = bytes(data)
         try:
-            data = data.decode("utf-8-sig")
+            text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as e:
-            line = e.object.count(b"\n", 0, e.start) + 1
+            line = raw.count(b"\n", 0, e.start) + 1
             raise LoadError(source, f"line {line}, byte {e.start}", f"not UTF-8 ({e.reason})") from None
-    if not data.strip():
+    else:
+        hint = "; to read a file, call fgrad.io.load(path)" if isinstance(data, os.PathLike) else ""
+        raise TypeError(f"loads: data must be the text of a file, a str or bytes, got "
+                        f"{type(data).__name__} {show(data)}{hint}")
+    if not text.strip():
         raise LoadError(source, "line 1", "the file is empty (truncated?)")
-    return _Reader(source, max_depth).document(data)
+    return Reader(source, max_depth, _by_name).document(text)
 
 
-def _show(x: Any) -> str:
-    """A short description of a value for an error message, whatever its size."""
-    big = isinstance(x, (list, dict)) and len(x) > 5
-    text = f"a JSON {'array' if isinstance(x, list) else 'object'} of {len(x)} items" if big else repr(x)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-class _Reader:
-    """Checks a parsed document node by node and builds the tree it describes."""
-
-    def __init__(self, source: str, max_depth: int) -> None:
-        self.source, self.max_depth = source, max_depth
-
-    def fail(self, where: str, reason: str) -> NoReturn:
-        raise LoadError(self.source, where, reason)
-
-    def document(self, text: str) -> Any:
-        try:
-            doc = json.loads(text, object_pairs_hook=self.pairs, parse_float=self.number,
-                             parse_constant=self.constant)
-        except LoadError:
-            raise
-        except json.JSONDecodeError as e:
-            end = " (the text ends early: truncated?)" if e.pos >= len(text.rstrip()) else ""
-            self.fail(f"line {e.lineno}, column {e.colno}", f"not valid JSON: {e.msg}{end}")
-        except (RecursionError, ValueError) as e:  # too deep; an int of over 4300 digits
-            self.fail("while parsing", f"not valid JSON: {_show(str(e))}")
-        if type(doc) is not dict or doc.get("format") != FORMAT:
-            self.fail("at $.format", f'not an fgrad tree file (expected {{"format": "{FORMAT}", ...}})')
-        version = doc.get("version")
-        if type(version) is not int or version != VERSION:
-            newer = type(version) is int and version > VERSION
-            self.fail("at $.version", f"version {_show(version)} is not supported, only {VERSION}"
-                      + (" (written by a newer fgrad: upgrade)" if newer else ""))
-        if doc.keys() != {"format", "version", "tree"}:
-            self.fail("at $", f'expected the keys "format", "version" and "tree", got {_show(list(doc))}')
-        try:
-            return self.value(doc["tree"], "$.tree", 0, False)
-        except RecursionError:
-            self.fail("at $.tree", f"nested too deeply for the stack; lower max_depth={self.max_depth}")
-
-    def pairs(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out = dict(pairs)
-        if len(out) != len(pairs):
-            twice = next(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
-            self.fail("while parsing", f"a JSON object has the key {_show(twice)} twice")
-        return out
-
-    def number(self, text: str) -> float:
-        x = float(text)
-        if not math.isfinite(x):
-            self.fail("while parsing", f'{_show(text)} overflows a float; write {{"float": "inf"}}')
-        return x
-
-    def constant(self, text: str) -> NoReturn:
-        self.fail("while parsing", f'{text} is not JSON; write {{"float": "nan"}}, "inf" or "-inf"')
-
-    def value(self, obj: Any, where: str, depth: int, key: bool) -> Any:
-        """Decode ``obj`` found at ``where``: a tree node, or a key/static value if ``key``."""
-        t = type(obj)
-        if obj is None or t is float or t is int or t is bool or (t is str and key):
-            return obj
-        if t is not dict or len(obj) != 1:
-            self.fail(f"at {where}", f'expected a number, null or a tagged object like {{"list": [...]}}, '
-                      f"got {_show(obj)}" + ("; strings are only keys and static fields" if t is str else ""))
-        [(tag, body)] = obj.items()
-        tags = _KEY_TAGS if key else _TREE_TAGS
-        if tag not in tags:
-            self.fail(f"at {where}", f"the tag {_show(tag)} is not one of {', '.join(tags)}")
-        where = f"{where}.{tag}"
-        if tag == "float":
-            return self.special_float(body, where)
-        if depth >= self.max_depth:
-            self.fail(f"at {where}", f"containers nested deeper than max_depth={self.max_depth}")
-        depth += 1
-        if tag != "namedtuple" and tag != "dataclass" and type(body) is not list:
-            self.fail(f"at {where}", f"expected a JSON array, got {_show(body)}")
-        if tag in ("dict", "pmap"):
-            out: dict[Any, Any] = {}
-            for i, pair in enumerate(body):
-                if type(pair) is not list or len(pair) != 2:
-                    self.fail(f"at {where}[{i}]", f"expected a [key, value] pair, got {_show(pair)}")
-                k = self.value(pair[0], f"{where}[{i}][0]", depth, True)
-                if k in out:
-                    self.fail(f"at {where}[{i}][0]", f"the key {_show(k)} appears twice")
-                out[k] = self.value(pair[1], f"{where}[{i}][1]", depth, False)
-            return out if tag == "dict" else pmap(out)
-        if tag in _SEQ_TAGS:
-            items = [self.value(v, f"{where}[{i}]", depth, key) for i, v in enumerate(body)]
-            return items if tag == "list" else tuple(items) if tag == "tuple" else pvector(items)
-        return self.record(tag, body, where, depth)
-
-    def special_float(self, body: Any, where: str) -> float:
-        if body in ("nan", "-nan", "inf", "-inf"):
-            return -math.nan if body == "-nan" else float(body)
-        if type(body) is str and re.fullmatch("nan:0x[0-9a-f]{16}", body):
-            x: float = struct.unpack("<d", int(body[6:], 16).to_bytes(8, "little"))[0]
-            if math.isnan(x):
-                return x
-        self.fail(f"at {where}", f'expected "nan", "-nan", "inf", "-inf" or "nan:0x" and the 16 hex '
-                  f"digits of a nan, got {_show(body)}")
-
-    def record(self, tag: str, body: Any, where: str, depth: int) -> Any:
-        allowed = {"type", "fields", "static"} if tag == "dataclass" else {"type", "fields"}
-        if type(body) is not dict or not {"type", "fields"} <= body.keys() <= allowed:
-            self.fail(f"at {where}", f'expected {{"type": ..., "fields": {{...}}}}, got {_show(body)}')
-        name = body["type"]
-        cls = _by_name.get(name) if type(name) is str else None
-        if cls is None:
-            self.fail(f"at {where}.type", f"the type {_show(name)} is not registered; call "
-                      f"fgrad.io.register(<that class>) before loading (load never imports modules)")
-        if (tag == "namedtuple") != _is_namedtuple(cls):
-            self.fail(f"at {where}.type", f"{name} is registered, but is not a {tag}")
-        if tag == "namedtuple":
-            names = list(getattr(cls, "_fields"))  # noqa: B009 (mypy knows cls only as a type)
-            return tuple.__new__(cls, self.fields(body["fields"], names, f"{where}.fields", depth, False))
-        leaf_names, static_names = _layout(cls)
-        kids = self.fields(body["fields"], leaf_names, f"{where}.fields", depth, False)
-        statics = self.fields(body.get("static", {}), static_names, f"{where}.static", depth, True)
-        obj: Any = object.__new__(cls)
-        for n, v in [*zip(leaf_names, kids, strict=True), *zip(static_names, statics, strict=True)]:
-            object.__setattr__(obj, n, v)
-        return obj
-
-    def fields(self, body: Any, names: list[str], where: str, depth: int, key: bool) -> list[Any]:
-        if type(body) is not dict or body.keys() != set(names):
-            self.fail(f"at {where}", f"expected the fields {_show(names)} of the registered class, "
-                      f"got {_show(list(body) if type(body) is dict else body)}")
-        return [self.value(body[n], f"{where}.{n}", depth, key) for n in names]

@@ -24,6 +24,7 @@ from pyrsistent import PMap, PVector, pmap, pvector
 
 import fgrad as fg
 import fgrad.io as fgio
+import fgrad.ioread as ioread
 from fgrad.io import LoadError
 from fgrad.nn import MLP, Neuron
 
@@ -571,6 +572,22 @@ def test_the_loader_source_uses_no_eval_pickle_or_import_machinery() -> None:
     assert not imported & {"pickle", "marshal", "shelve", "importlib", "subprocess", "yaml", "ast"}
 
 
+@pytest.mark.parametrize("module", [fgio, ioread], ids=lambda m: m.__name__)
+def test_the_loading_modules_use_no_eval_pickle_or_import_machinery(module: Any) -> None:
+    tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    names |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    assert not names & {"eval", "exec", "compile", "__import__", "import_module", "Unpickler", "setattr"}
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not imported & {"pickle", "marshal", "shelve", "importlib", "subprocess", "yaml", "ast"}
+
+
+def test_load_error_keeps_its_public_name() -> None:
+    assert LoadError.__module__ == "fgrad.io" and fgio.LoadError is ioread.LoadError
+    assert type(pickle.loads(pickle.dumps(LoadError("p", "w", "r")))) is LoadError
+
+
 def test_an_unregistered_type_says_how_to_register_it() -> None:
     with pytest.raises(LoadError) as info:
         fgio.loads(header('{"dataclass": {"type": "mymodels:Net", "fields": {"w": 1.0}}}'))
@@ -652,3 +669,418 @@ def test_an_alias_keeps_old_files_loadable() -> None:
     new_name = f"{Renamed.__module__}:{Renamed.__qualname__}"
     text = header(f'{{"dataclass": {{"type": "{new_name}", "fields": {{"w": 1.0}}}}}}')
     assert fgio.loads(text) == Renamed(1.0)
+
+
+# Saving as open() would: through links, keeping the file's permissions -----------------------
+
+posix = pytest.mark.skipif(os.name != "posix", reason="POSIX links, permissions and owners")
+
+
+@posix
+def test_saving_to_a_symlink_writes_its_target_and_keeps_the_link(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "params.json"
+    fgio.save({"w": 1.0}, target)
+    (tmp_path / "hop.json").symlink_to("real/params.json")
+    (tmp_path / "link.json").symlink_to("hop.json")  # a chain, into another directory
+    fgio.save({"w": 2.0}, tmp_path / "link.json")
+    assert (tmp_path / "link.json").is_symlink() and (tmp_path / "hop.json").is_symlink()
+    assert fgio.load(target) == {"w": 2.0} == fgio.load(tmp_path / "link.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hop.json", "link.json", "real"]
+    assert [p.name for p in (tmp_path / "real").iterdir()] == ["params.json"]
+
+
+@posix
+def test_a_dangling_symlink_gets_its_target_created(tmp_path: Path) -> None:
+    link = tmp_path / "link.json"
+    link.symlink_to("sub/params.json")
+    with pytest.raises(FileNotFoundError) as info:  # as open() would: the directory is missing
+        fgio.save([1.0], link)
+    assert info.value.filename == str(tmp_path / "sub" / "params.json")
+    (tmp_path / "sub").mkdir()
+    fgio.save([1.0], link)
+    assert link.is_symlink() and fgio.load(tmp_path / "sub" / "params.json") == [1.0]
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["params.json"]
+
+
+@posix
+def test_a_loop_of_symlinks_is_an_os_error_and_stays(tmp_path: Path) -> None:
+    (tmp_path / "a").symlink_to("b")
+    (tmp_path / "b").symlink_to("a")
+    with pytest.raises(OSError, match="symbolic links"):
+        fgio.save([1.0], tmp_path / "a")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"] and (tmp_path / "a").is_symlink()
+
+
+@posix
+@pytest.mark.parametrize("mode, umask", [(0o600, 0o022), (0o640, 0o077), (0o666, 0o022), (0o400, 0o022)])
+def test_saving_over_a_file_keeps_its_permission_bits(tmp_path: Path, mode: int, umask: int) -> None:
+    path = tmp_path / "p.json"
+    fgio.save([1.0], path)
+    path.chmod(mode)
+    (tmp_path / "link.json").symlink_to("p.json")
+    old = os.umask(umask)
+    try:
+        fgio.save([2.0], path)
+        assert path.stat().st_mode & 0o7777 == mode
+        fgio.save([3.0], tmp_path / "link.json")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o7777 == mode and fgio.load(path) == [3.0]
+
+
+@posix
+def test_saving_over_a_setuid_file_does_not_pass_the_bit_on(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    fgio.save([1.0], path)
+    path.chmod(0o4750)
+    fgio.save([2.0], path)
+    assert path.stat().st_mode & 0o7777 == 0o750
+
+
+@posix
+def test_a_file_system_without_modes_does_not_stop_the_save(tmp_path: Path, monkeypatch: Any) -> None:
+    path, _ = _old_file(tmp_path)
+
+    def no_modes(fd: int, mode: int) -> None:
+        raise PermissionError(1, "Operation not permitted")  # what vfat answers
+
+    monkeypatch.setattr(os, "fchmod", no_modes)
+    fgio.save({"w": 2.0}, path)
+    assert fgio.load(path) == {"w": 2.0} and [p.name for p in tmp_path.iterdir()] == ["params.json"]
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="only root can give files away")
+def test_saving_over_a_file_keeps_its_owner_where_allowed(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    fgio.save([1.0], path)
+    os.chown(path, 4321, 1234)
+    fgio.save([2.0], path)
+    assert (path.stat().st_uid, path.stat().st_gid) == (4321, 1234) and fgio.load(path) == [2.0]
+
+
+@posix
+def test_a_file_you_cannot_write_is_left_alone(tmp_path: Path, monkeypatch: Any) -> None:
+    path, before = _old_file(tmp_path)
+    path.chmod(0o444)
+    if os.geteuid() == 0:  # root may write anything, so pretend to be someone else
+        real_access = os.access
+        monkeypatch.setattr(os, "access", lambda p, m, **kw: m != os.W_OK and real_access(p, m, **kw))
+    with pytest.raises(PermissionError, match="not writable, so it is left alone") as info:
+        fgio.save({"w": 2.0}, path)
+    assert info.value.filename == str(path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["params.json"]
+
+
+def test_an_unwritable_directory_names_the_file_asked_for(tmp_path: Path, monkeypatch: Any) -> None:
+    real_open = os.open
+
+    def no_new_files(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if flags & os.O_CREAT:
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_new_files)
+    with pytest.raises(PermissionError, match="save makes a file in its directory") as info:
+        fgio.save([1.0], tmp_path / "p.json")
+    assert info.value.filename == str(tmp_path / "p.json")
+
+
+def test_a_long_file_name_is_not_made_too_long_by_the_temporary_file(tmp_path: Path) -> None:
+    path = tmp_path / ("x" * 245 + ".json")  # 250 bytes: within any NAME_MAX
+    fgio.save([1.0], path)
+    assert fgio.load(path) == [1.0] and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+@pytest.mark.parametrize(
+    "path, error, message",
+    [
+        (None, TypeError, "save: path must be a file name (a str or os.PathLike), got NoneType None"),
+        (3, TypeError, "got int 3"),
+        (["p.json"], TypeError, "got list ['p.json']"),
+        ("", ValueError, "save: path is empty"),
+        ("p\0.json", ValueError, "holds a NUL character"),
+        ("sub" + os.sep, IsADirectoryError, "ends in a separator, so it names a directory"),
+        (".", IsADirectoryError, "save: path is a directory; name a file in it"),
+    ],
+)
+def test_save_refuses_bad_paths_clearly(
+    tmp_path: Path, monkeypatch: Any, path: Any, error: type, message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(error) as info:
+        fgio.save([1.0], path)
+    assert message in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("path", [None, 3, b"", ""])
+def test_load_refuses_bad_paths_clearly(path: Any) -> None:
+    with pytest.raises((TypeError, ValueError), match="load: path"):
+        fgio.load(path)
+
+
+# Bad arguments to load and loads -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("data", [None, 3, 1.5, ["{}"], Path("p.json")], ids=repr)
+def test_loads_refuses_what_is_not_text_naming_data(data: Any) -> None:
+    with pytest.raises(TypeError, match="loads: data must be the text of a file, a str or bytes") as info:
+        fgio.loads(data)
+    assert ("fgrad.io.load(path)" in str(info.value)) == isinstance(data, Path)
+
+
+def test_loads_takes_any_bytes_like_text() -> None:
+    text = fgio.dumps({"w": [1.0, -0.0]}).encode()
+    for data in (text, bytearray(text), memoryview(text)):
+        assert same(fgio.loads(data), {"w": [1.0, -0.0]})
+
+
+def test_loads_source_must_be_a_str() -> None:
+    with pytest.raises(TypeError, match="loads: source must be a str"):
+        fgio.loads(fgio.dumps(1.0), source=3)  # type: ignore[arg-type]
+
+
+BAD_LIMITS = [
+    ("a", TypeError, "must be an int >= 0"),
+    (True, TypeError, "got bool True"),
+    (1.5, TypeError, "got float 1.5"),
+    (math.nan, TypeError, "got float nan"),
+    (-1, ValueError, "must be an int >= 0"),
+]
+
+
+@pytest.mark.parametrize("value, error, message", [*BAD_LIMITS, (None, TypeError, "got NoneType None")])
+def test_max_depth_must_be_an_int_at_least_zero(
+    tmp_path: Path, value: Any, error: type, message: str
+) -> None:
+    path = tmp_path / "p.json"
+    fgio.save([1.0], path)
+    with pytest.raises(error, match=f"load: max_depth {message}" if "must" in message else message):
+        fgio.load(path, max_depth=value)
+    with pytest.raises(error, match="loads: max_depth") as info:
+        fgio.loads(path.read_text(), max_depth=value)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("value, error, message", BAD_LIMITS)
+def test_max_bytes_must_be_an_int_at_least_zero_or_none(
+    tmp_path: Path, value: Any, error: type, message: str
+) -> None:
+    path = tmp_path / "p.json"
+    fgio.save([1.0], path)
+    with pytest.raises(error, match="load: max_bytes must be an int >= 0 or None") as info:
+        fgio.load(path, max_bytes=value)
+    assert message in str(info.value)
+
+
+def test_limits_at_zero_and_beyond_any_file_work(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    fgio.save(1.0, path)
+    assert fgio.load(path, max_depth=0) == 1.0
+    assert fgio.load(path, max_bytes=10**30, max_depth=10**30) == 1.0  # no OverflowError, no MemoryError
+    assert fgio.load(path, max_bytes=2**62) == 1.0
+    with pytest.raises(LoadError, match="larger than max_bytes=0"):
+        fgio.load(path, max_bytes=0)
+
+
+# The registry refuses what it could never load -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, error, message",
+    [
+        (3, TypeError, "register: name must be a str (the class's name in files), got int 3"),
+        (b"x:Y", TypeError, "got bytes b'x:Y'"),
+        (("x", "Y"), TypeError, "got tuple ('x', 'Y')"),
+        ("", ValueError, "register: name must not be empty or blank"),
+        ("   ", ValueError, "register: name must not be empty or blank"),
+    ],
+)
+def test_register_refuses_a_name_no_file_could_hold(name: Any, error: type, message: str) -> None:
+    @dataclass(frozen=True)
+    class Named:
+        w: float
+
+    with pytest.raises(error) as info:
+        fgio.register(Named, name=name)
+    assert message in str(info.value) and "test_io:" in str(info.value)  # the default is suggested
+    with pytest.raises(TypeError, match="is not registered"):
+        fgio.dumps(Named(1.0))  # nothing was registered
+
+
+def test_a_str_subclass_name_is_stored_as_a_plain_str() -> None:
+    class Shouty(str):
+        def __eq__(self, other: object) -> bool:
+            raise AssertionError("a method of the name ran")
+
+        __hash__ = str.__hash__
+
+    @dataclass(frozen=True)
+    class Named:
+        w: float
+
+    fgio.register(Named, name=Shouty("shouty:Named"))
+    assert fgio.loads(fgio.dumps(Named(1.0))) == Named(1.0)
+
+
+def test_register_refuses_a_hand_made_namedtuple_it_could_not_rebuild() -> None:
+    class NotStr(tuple):  # type: ignore[type-arg]
+        _fields = ("x", 1)
+
+    class Twice(tuple):  # type: ignore[type-arg]
+        _fields = ("x", "x")
+
+    class NotTuple(tuple):  # type: ignore[type-arg]
+        _fields = "xy"
+
+    for cls in (NotStr, Twice, NotTuple):
+        with pytest.raises(TypeError, match=r"_fields must be a tuple of distinct str field names"):
+            fgio.register(cls)
+
+
+# Error messages survive whatever the user's objects do ----------------------------------------
+
+
+class Hostile:
+    """Every method an error message or a sort might call raises."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("repr ran")
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("eq ran")
+
+    def __lt__(self, other: object) -> bool:
+        raise RuntimeError("lt ran")
+
+    def __hash__(self) -> int:
+        return 7
+
+
+class HostileMeta(type):
+    def __repr__(cls) -> str:
+        raise RuntimeError("repr ran")
+
+
+class HostileClass(metaclass=HostileMeta):
+    pass
+
+
+@pytest.mark.parametrize(
+    "make, message",  # made in the test: pytest itself would compare Hostile parameters
+    [
+        (lambda: {Hostile(): 1.0}, "the dict key at [<a Hostile whose repr fails>] is Hostile"),
+        (lambda: {Hostile(): "x", "a": 1.0}, "the dict key at [<a Hostile whose repr fails>]"),
+        (lambda: pmap({Hostile(): 1.0, "a": 2.0, 3: 4.0}), "the dict key at [<a Hostile whose repr fails>]"),
+        (lambda: [Hostile()], "cannot save Hostile <a Hostile whose repr fails> at [0]"),
+        (lambda: {"k": [Hostile()]}, "at ['k'][0]"),
+        (lambda: Box(1.0, 2.0, tag=Hostile()), "the static field at .tag is Hostile <a Hostile whose repr"),
+        (lambda: {(1, Hostile()): 1.0}, "the dict key at [<a tuple whose repr fails>][1] is Hostile"),
+        (lambda: {"x" * 10**6: object()}, "at ['xxxxxxxx"),
+    ],
+)
+def test_error_messages_survive_objects_whose_repr_or_comparison_fails(make: Any, message: str) -> None:
+    with pytest.raises(TypeError) as info:
+        fgio.dumps(make())
+    assert message in str(info.value) and len(str(info.value)) < 400
+
+
+def test_register_messages_survive_objects_whose_repr_fails() -> None:
+    with pytest.raises(TypeError, match="got <a Hostile whose repr fails>"):
+        fgio.register(Hostile())  # type: ignore[type-var]
+    with pytest.raises(TypeError, match="got <a HostileMeta whose repr fails>"):
+        fgio.register(HostileClass)
+
+
+# Long ints, subclasses of numbers, records built by hand ---------------------------------------
+
+
+class IntLike(int):
+    def __int__(self) -> int:
+        raise RuntimeError("__int__ ran")
+
+    def __index__(self) -> int:
+        raise RuntimeError("__index__ ran")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("__repr__ ran")
+
+
+class FloatLike(float):
+    def __float__(self) -> float:
+        raise RuntimeError("__float__ ran")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("__repr__ ran")
+
+
+def test_ints_of_up_to_4300_digits_round_trip_everywhere() -> None:
+    big, edge = 10**400, 10**4300 - 1
+    tree = {big: [-big, edge, -edge], (big, "k"): Box(big, 2.0, tag=(edge, -big)),
+            "p": pmap({big: 1.0, "a": 2})}
+    assert same(fgio.loads(fgio.dumps(tree)), tree)
+
+
+@pytest.mark.parametrize(
+    "tree, where",
+    [
+        ([10**4300], "the int at [0]"),
+        ({"w": -(10**5000)}, "the int at ['w']"),
+        ({10**5000: 1.0}, "the dict key at [an int of 16610 bits]"),
+        (pmap({10**5000: 1.0, "a": 2.0}), "the dict key at [an int of 16610 bits]"),
+        ({(1, 10**5000): 1.0}, "the dict key at [<a tuple whose repr fails>][1]"),
+        ({10**5000: [1.0, "x"]}, "the dict key at [an int of 16610 bits]"),
+        (Box(1.0, 2.0, tag=10**5000), "the static field at .tag"),
+        ([Pair(1.0, IntLike(10**4300))], "the int at [0].second"),
+    ],
+)
+def test_longer_ints_are_refused_clearly(tmp_path: Path, tree: Any, where: str) -> None:
+    with pytest.raises(ValueError) as info:
+        fgio.save(tree, tmp_path / "p.json")
+    assert f"save: {where} has more than 4300 digits" in str(info.value)
+    assert "convert it" in str(info.value) and len(str(info.value)) < 400
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_number_subclasses_are_saved_as_the_numbers_they_are_running_none_of_their_code() -> None:
+    import enum
+
+    class Size(enum.IntEnum):
+        SMALL = 3
+
+    tree = [IntLike(5), FloatLike(-0.0), FloatLike(math.nan), Size.SMALL]
+    assert same(fgio.loads(fgio.dumps(tree)), [5, -0.0, math.nan, 3])
+
+
+def test_records_built_without_their_constructor_are_refused_clearly() -> None:
+    with pytest.raises(TypeError, match=r"the Box at \[0\] has no value for its field 'w'"):
+        fgio.dumps([object.__new__(Box)])
+    with pytest.raises(TypeError, match=r"the Pair at \['p'\] holds 1 values for its 2 fields"):
+        fgio.dumps({"p": tuple.__new__(Pair, (1.0,))})
+
+
+def test_register_refuses_dataclasses_load_could_not_rebuild() -> None:
+    import abc
+
+    @dataclass(frozen=True)
+    class DictLike(dict):  # type: ignore[type-arg]
+        w: float = 1.0
+
+    @dataclass(frozen=True)
+    class Failure(Exception):
+        w: float = 1.0
+
+    @dataclass(frozen=True)
+    class Abstract(abc.ABC):
+        w: float
+
+        @abc.abstractmethod
+        def f(self) -> None: ...
+
+    for cls in (DictLike, Failure, Abstract):
+        with pytest.raises(TypeError, match="load could not rebuild a .* without calling its constructor"):
+            fgio.register(cls)
+    for instance in (DictLike(2.0), Failure(2.0)):  # saved, they would have failed to load
+        with pytest.raises(TypeError, match="is not registered"):
+            fgio.dumps(instance)
