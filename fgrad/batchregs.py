@@ -10,6 +10,7 @@ for their members one by one.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -66,7 +67,7 @@ class Registers:
         x = r[1]
         if type(x) is float and x == x and abs(x) != float("inf"):
             return f"({x!r})"
-        if type(x) is int:
+        if type(x) is int and -(2**63) <= x < 2**63:  # (repr refuses ints of 4300+ digits)
             return f"({x!r})"
         self.consts.append(x)
         return f"K[{len(self.consts) - 1}]"
@@ -173,9 +174,12 @@ class Registers:
 
 
 def key_of(r: Ref) -> Any:
-    """A hashable stand-in for a ref: numbers by type and repr (2 and 2.0,
-    0.0 and -0.0 differ), other constants (arrays) by identity."""
+    """A hashable stand-in for a ref: floats by their bits (0.0 and -0.0,
+    nans of other payloads differ), ints by value (2 and 2.0 differ), other
+    constants (arrays) by identity."""
     if r[0] == "var":
         return r
     x = r[1]
-    return ("const", type(x), repr(x)) if type(x) in (float, int) else ("const", id(x))
+    if type(x) is float:
+        return ("const", float, struct.pack("<d", x))
+    return ("const", int, x) if type(x) is int else ("const", id(x))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import builtins
 import math
 import operator
+import struct
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -326,9 +327,14 @@ def _dot(ws: tuple[Any, ...], xs: tuple[Any, ...], start: Any) -> Any:
 
 
 def _const_key(x: Any) -> Any:
-    """Constants equal for CSE: numbers by type and repr, others by identity
-    (an array's repr elides its middle)."""
-    return (type(x), repr(x)) if type(x) in (float, int) else ("id", id(x))
+    """Constants equal for CSE: floats by their bits (0.0 and -0.0, nans of
+    other payloads differ), ints by value, others by identity."""
+    if type(x) is float:
+        return (float, _DOUBLE.pack(x))
+    return (int, x) if type(x) is int else ("id", id(x))
+
+
+_DOUBLE = struct.Struct("<d")
 
 
 def _is_literal(x: Any) -> bool:

@@ -104,3 +104,32 @@ def test_a_small_relu_network_with_special_values_is_the_same_eager_and_compiled
     assert bits(fg.jit(fg.grad(fg.grad(lambda a: loss({**params, "a": a}))))(v[0])) == bits(
         fg.grad(fg.grad(lambda a: loss({**params, "a": a})))(v[0])
     )
+
+
+NAN_A = struct.unpack("<d", bytes.fromhex("0100000000f8ff7f"))[0]
+NAN_B = struct.unpack("<d", bytes.fromhex("0200000000f8ffff"))[0]
+
+
+def test_constants_of_other_bits_are_never_merged_into_one_operation() -> None:
+    def f(x: Any) -> Any:
+        return [x + NAN_A, x + NAN_B, x * 0.0, x * -0.0, x + 2, x + 2.0]
+
+    assert exact_bits(fg.jit(f)(1.0)) == exact_bits(f(1.0))
+    np = pytest.importorskip("numpy")
+    xs = np.array([1.0, 2.0, 3.0])
+
+    def example(w: Any, x: Any) -> Any:
+        return [w * x + NAN_A, w * x + NAN_B, w * x * 0.0, w * x * -0.0]
+
+    def g(w: Any) -> Any:
+        return fg.vmap(example, in_axes=(None, 0))(w, [1.0, 2.0, 3.0])
+
+    assert "over the batch" in fg.jit(g).source(2.0)
+    assert exact_bits(fg.jit(g)(2.0)) == exact_bits(g(2.0)) and len(xs) == 3
+
+
+def test_ints_too_long_for_repr_are_constants_of_compiled_code() -> None:
+    huge = 10**5000
+    step = fg.jit(lambda x, n: fg.maximum(x, n) > 0, static_argnums=1)
+    assert step(1.0, huge) is True
+    assert fg.jit(lambda x: (x < huge, x > -huge))(1.0) == (True, True)
