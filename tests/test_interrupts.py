@@ -115,3 +115,23 @@ def test_after_interrupts_jit_compiles_and_vmap_batches_again() -> None:
     assert step(2.0) == step(2.0) == 4.0
     assert step.cache_info().traces == 1  # compiled, not run as plain Python inside a stale trace
     assert "over the batch" in step.source(2.0)  # vmap's numpy backend, not the loop
+
+
+def test_an_interrupted_jitted_call_leaves_its_cache_usable() -> None:
+    def f(x: Any, k: int) -> Any:
+        return fg.tanh(x) * k if x > 0 else x
+
+    step = fg.jit(fg.grad(f), static_argnums=1, cache_size=3)  # every new k traces; old ones go
+    errors = np.geterr()
+    step(0.5, 0)
+    seen, _ = _run(lambda: step(0.5, -1), None)
+    picked = [k for k, func in enumerate(seen, 1) if func in CRITICAL | {"__call__", "_new_path", "_add",
+                                                                         "_release"} or k % STRIDE == 0]
+    for k in picked:
+        _, interrupted = _run(lambda k=k: step(0.5, k), k)  # a new static value: a miss
+        assert interrupted
+        _assert_nothing_left(errors, f"a jitted call, interrupted in {seen[k - 1]} at bytecode {k}")
+        assert not step._lock._is_owned(), f"the cache's lock was left held ({seen[k - 1]}, bytecode {k})"
+        assert step(-0.5, 1) == 1.0 and step(0.5, 2) == fg.grad(f)(0.5, 2)  # hits and misses still work
+    info = step.cache_info()
+    assert info.entries <= 3 and info.hits + info.misses >= 2 * len(picked)

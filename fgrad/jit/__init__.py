@@ -38,6 +38,7 @@ Inside another transform (``grad(jit(f))``) a jitted function simply calls
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import operator
@@ -195,7 +196,9 @@ class Jitted:
         self.max_compiled_ops = max_compiled_ops
         self._paths: OrderedDict[tuple[Hashable, int], _Path] = OrderedDict()
         self._by_key: dict[Hashable, list[tuple[Hashable, int]]] = {}
-        self._lock = threading.Lock()
+        # Guards the cache's changes (a new path, evictions). An RLock: its
+        # owner can be asked, so a release after an interrupt is safe to retry.
+        self._lock = threading.RLock()
         self._counter = 0
         self._traces = self._hits = self._misses = 0
         self._flat = FlattenCache(per_key=4, max_keys=1)  # compiled flatteners of the arguments
@@ -205,8 +208,7 @@ class Jitted:
         self._td_keys: dict[int, tuple[TreeDef, Key]] = {}  # id(TreeDef) -> (it, its key), a few
 
     def cache_info(self) -> CacheInfo:
-        with self._lock:
-            return CacheInfo(self._traces, self._hits, self._misses, len(self._paths))
+        return CacheInfo(self._traces, self._hits, self._misses, len(self._paths))
 
     # -- the call's key -------------------------------------------------------------------
     def _split(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Key, list[Any], Any]:
@@ -320,10 +322,12 @@ class Jitted:
                 flat = path.run(leaves)
             except GuardFailed:
                 continue
-            with self._lock:
-                self._hits += 1
-                if pid in self._paths:
-                    self._paths.move_to_end(pid)
+            # No lock on the hot path (an interrupted ``with lock`` could leave
+            # it held): each step is one operation the interpreter lock keeps
+            # whole, and a path evicted meanwhile is simply not moved.
+            self._hits += 1
+            with contextlib.suppress(KeyError):
+                self._paths.move_to_end(pid)
             return path.build(flat) if path.build is not None else tree_unflatten(path.out_tree, flat)
         path = self._new_path(key, args, kwargs, leaves, layout)
         try:
@@ -338,8 +342,7 @@ class Jitted:
 
     def _ids(self, key: Key) -> list[tuple[Hashable, int]]:
         try:
-            with self._lock:
-                ids = list(self._by_key.get(key, ()))
+            ids = list(self._by_key.get(key, ()))
         except Exception as e:  # noqa: BLE001 - a static value's __eq__ may raise anything
             raise TypeError(
                 "jit: comparing this call's static arguments (or keyword arguments, dict keys, static "
@@ -360,20 +363,31 @@ class Jitted:
     ) -> _Path:
         path = self._trace(args, kwargs, leaves, layout)
         self._flat.prime(None, layout[0])  # part of tracing and compiling, not of later calls
-        with self._lock:
-            self._misses += 1
-            self._traces += 1
-            self._counter += 1
-            pid = (key, self._counter)
-            self._paths[pid] = path
-            self._by_key.setdefault(key, []).append(pid)
-            while len(self._paths) > self.cache_size:
-                old, _ = self._paths.popitem(last=False)
-                siblings = self._by_key[old[0]]
-                siblings.remove(old)
-                if not siblings:
-                    del self._by_key[old[0]]
+        lock = self._lock
+        try:
+            try:
+                lock.acquire()
+                self._add(key, path)
+            finally:
+                _release(lock)
+        finally:
+            _release(lock)  # again, should an interrupt have cut the first short
         return path
+
+    def _add(self, key: Key, path: _Path) -> None:
+        self._misses += 1
+        self._traces += 1
+        self._counter += 1
+        pid = (key, self._counter)
+        while len(self._paths) >= self.cache_size:  # room first: interrupted, the bound still holds
+            old, _ = self._paths.popitem(last=False)
+            siblings = self._by_key.get(old[0], [])
+            if old in siblings:
+                siblings.remove(old)
+            if not siblings:
+                self._by_key.pop(old[0], None)
+        self._paths[pid] = path
+        self._by_key.setdefault(key, []).append(pid)
 
     def _trace(self, args: tuple[Any, ...], kwargs: dict[str, Any], leaves: list[Any], layout: Any) -> _Path:
         td, static, arrays = layout
@@ -424,3 +438,9 @@ class Jitted:
 def _same_items(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     """Keyword arguments with the same names, in order, and the very same values."""
     return len(a) == len(b) and all(x[0] == y[0] and x[1] is y[1] for x, y in zip(a, b))
+
+
+def _release(lock: Any) -> None:
+    """Release ``lock`` if this thread holds it (an RLock can say)."""
+    if lock._is_owned():
+        lock.release()
