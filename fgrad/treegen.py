@@ -28,8 +28,10 @@ from typing import Any
 
 from pyrsistent import PMap, PVector, pmap, pvector
 
-from . import tree as _tree
-from .tree import TreeDef, _dataclass_fields, _Leaves, _Rebuild, _trusted, treedef_equal
+from .tree import TreeDef, treedef_equal
+from .tree import walk as _walk
+from .tree.kinds import _KEEP_TYPE, _dataclass_fields, _Rebuild, _trusted
+from .tree.shape import _Leaves
 
 __all__ = ["unflattener", "flattener", "FlattenCache", "MAX_LEAVES", "MIN_LEAVES", "MAX_DEPTH"]
 
@@ -122,7 +124,7 @@ def _unflattener(td: TreeDef, persistent: bool) -> Callable[[Sequence[Any]], Any
         else:
             kids = "(" + "".join(build(c) + ", " for c in t.children) + ")"
         # (As tree._rebuild: a PRecord, CheckedPMap or CheckedPVector keeps its type.)
-        keep = type(t.node_type) in _tree._KEEP_TYPE
+        keep = type(t.node_type) in _KEEP_TYPE
         if kind == "map":
             d = f"DICT(ZIP({src.const(t.meta)}, {kids}))"
             pm = t.node_type is PMap or (persistent and not keep)
@@ -408,4 +410,4 @@ def builder(td: TreeDef, persistent: bool) -> Callable[[Sequence[Any]], Any] | N
     return entry[2]  # type: ignore[no-any-return]
 
 
-_tree._fast = sys.modules[__name__]
+_walk._fast = sys.modules[__name__]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict, namedtuple
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -25,6 +26,22 @@ class Tagged:
 
 Point = namedtuple("Point", ["x", "y"])
 One = namedtuple("One", ["x"])
+
+
+@dataclass(frozen=True)
+class Scale:
+    factor: Any
+    name: str
+
+
+class Tolerant(tuple):  # type: ignore[type-arg]
+    """A tuple whose == is its own: equal to any Tolerant of the same length."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Tolerant) and len(self) == len(other)
+
+    def __hash__(self) -> int:
+        return len(self)
 
 
 # Key order ---------------------------------------------------------------------------
@@ -137,16 +154,35 @@ def test_treedef_key_tells_apart_what_equality_confuses() -> None:
         [{0.0: 1.0}, {-0.0: 1.0}],
         [{(1, "a"): 1.0}, {(1.0, "a"): 1.0}],
         [{frozenset({1}): 1.0}, {frozenset({1.0}): 1.0}],
+        [Tagged(1.0, Decimal("0.0")), Tagged(1.0, Decimal("-0.0")), Tagged(1.0, Decimal("0.00"))],
+        [Tagged(1.0, pmap({"a": 1})), Tagged(1.0, pmap({"a": True}))],
+        [Tagged(1.0, pvector([0.0])), Tagged(1.0, pvector([-0.0]))],
+        [Tagged(1.0, Scale(1, "s")), Tagged(1.0, Scale(1.0, "s"))],
     ]
     different = [  # (container types: unequal TreeDefs too)
         [{"a": 1.0}, pmap({"a": 1.0}), OrderedDict([("a", 1.0)])],
         [[1.0], pvector([1.0]), (1.0,), One(1.0)],
         [OrderedDict([("a", 1.0), ("b", 2.0)]), OrderedDict([("b", 2.0), ("a", 1.0)])],
     ]
+    np = pytest.importorskip("numpy")
+    confused.append([Tagged(1.0, np.float32(0.0)), Tagged(1.0, np.float32(-0.0))])
     for group in confused + different:
         structures = [fg.tree_structure(t) for t in group]
         assert len(set(structures)) == (1 if group in confused else len(group)), group
         assert len({treedef_key(td) for td in structures}) == len(group), group
+
+
+def test_treedef_key_leaves_a_tuple_subclass_with_its_own_equality_to_it() -> None:
+    a, b = key_of(Tagged(1.0, Tolerant((1, 2)))), key_of(Tagged(1.0, Tolerant((3.0, 4))))
+    assert a == b  # (Tolerant says they are equal: the key does not look inside)
+    assert a != key_of(Tagged(1.0, (1, 2)))
+
+
+def test_treedef_key_counts_nans_in_a_frozenset() -> None:
+    nan = float("nan")
+    one, two = frozenset({nan}), frozenset({nan, float("nan")})
+    assert len(one) == 1 and len(two) == 2
+    assert key_of(Tagged(1.0, one)) != key_of(Tagged(1.0, two))
 
 
 def test_treedef_key_of_a_nan_static_value_equals_itself() -> None:

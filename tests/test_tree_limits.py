@@ -14,7 +14,6 @@ import pytest
 from pyrsistent import PMap, PVector, pmap, pvector
 
 import fgrad as fg
-from fgrad import tree as tree_module
 from fgrad import treegen
 from fgrad.tree import (
     LEAF,
@@ -25,6 +24,7 @@ from fgrad.tree import (
     treedef_key,
     unflatten_persistent,
 )
+from fgrad.tree import walk as tree_module
 
 DEPTH = 10_000
 
