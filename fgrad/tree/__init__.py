@@ -16,10 +16,12 @@ A :class:`TreeDef` records the exact container types, so
 OrderedDict in its order, a defaultdict with its factory). Results that fgrad
 *produces* (gradients, ``tree_map``) are made persistent instead: dict and PMap
 give PMap, list and PVector give PVector; a PRecord, CheckedPMap or
-CheckedPVector keeps its type. Dataclasses and the checked pyrsistent types
-are rebuilt without calling ``__init__``/``__post_init__`` and without their
-field checks and invariants, so that a tree of gradients or of graph nodes
-can take the shape of a validated model.
+CheckedPVector keeps its type. Dataclasses, tuples (namedtuples too) and the
+checked pyrsistent types are rebuilt without calling their constructors
+(``__init__``, ``__post_init__``, ``__new__``) and without their field checks
+and invariants, so that a tree of gradients or of graph nodes can take the
+shape of a validated model; a subclass of dict or list is called with one
+dict or list of its items, and must keep them.
 
 Trees may be nested to any depth (the walks hand over to an explicit stack
 when Python's would run out); a tree that contains itself is refused.

@@ -48,6 +48,12 @@ from .shape import (
 
 __all__ = ["tree_flatten", "tree_unflatten", "unflatten_persistent"]
 
+_PVECTOR = type(pvector())  # (pyrsistent's own: its length is no lie)
+# Bound once: a method of an imported name is looked up as an attribute on
+# every call (Python compiles it as for a module's function).
+_kind_of_type = _kinds.get
+_node_type_of = _node_types.get
+
 # Flatten --------------------------------------------------------------------
 
 
@@ -65,7 +71,7 @@ def _children(x: Any, kind: str) -> tuple[Any, list[Any]]:
         if kind == _NONE:
             return None, []
         t = type(x)
-        if t is list or t is tuple:
+        if t is list or t is tuple or t is _PVECTOR:
             return None, list(x)
         if kind == _UNSUPPORTED:
             raise _Refused(_unsupported(t))
@@ -147,7 +153,8 @@ _fast: Any = None
 
 
 def _flatten(x: Any, leaves: list[Any]) -> TreeDef:
-    kind = _kinds.get(id(type(x))) or _classify(x)
+    t = type(x)
+    kind = _kind_of_type(id(t)) or _classify(x)
     if kind == _LEAF:
         leaves.append(x)
         return LEAF
@@ -166,7 +173,7 @@ def _flatten(x: Any, leaves: list[Any]) -> TreeDef:
             else:
                 parts.append(_flatten(k, leaves))
         defs = tuple(parts)
-    node_type = _node_types.get(id(type(x))) or type(x)
+    node_type = _node_type_of(id(t)) or t
     if node_type is _PER_INSTANCE:
         node_type = _instance_node_type(x, meta)
     # tuple.__new__ directly: NamedTuple's generated __new__ is a Python call.
@@ -181,7 +188,7 @@ def _flatten_deep(tree: Any, leaves: list[Any]) -> TreeDef:
     on_path: dict[int, int] = {}  # id of each container being walked -> its frame's index
     x = tree
     while True:
-        kind = _kinds.get(id(type(x))) or _classify(x)
+        kind = _kind_of_type(id(type(x))) or _classify(x)
         if kind == _LEAF:
             leaves.append(x)
             done = LEAF
@@ -195,7 +202,7 @@ def _flatten_deep(tree: Any, leaves: list[Any]) -> TreeDef:
                 )
             try:
                 meta, kids = _children(x, kind)
-                node_type = _node_types.get(id(type(x))) or type(x)
+                node_type = _node_type_of(id(type(x))) or type(x)
                 if node_type is _PER_INSTANCE:
                     node_type = _instance_node_type(x, meta)
             except _Refused as e:
