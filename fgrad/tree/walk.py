@@ -48,7 +48,7 @@ from .shape import (
 
 __all__ = ["tree_flatten", "tree_unflatten", "unflatten_persistent"]
 
-_PVECTOR = type(pvector())  # (pyrsistent's own: its length is no lie)
+_PVECTOR: type = type(pvector())  # (pyrsistent's own: its length is no lie)
 # Bound once: a method of an imported name is looked up as an attribute on
 # every call (Python compiles it as for a module's function).
 _kind_of_type = _kinds.get
