@@ -120,9 +120,9 @@ def _classify(x: Any) -> str:
     else:
         kind = _LEAF
     _remember(t)
-    _kinds[id(t)] = kind
     if node_type is not None:
         _node_types[id(t)] = node_type
+    _kinds[id(t)] = kind  # (last: a type is taken as known once its kind is)
     return kind
 
 

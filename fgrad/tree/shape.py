@@ -97,7 +97,6 @@ def _short(td: TreeDef) -> str:
     return _safe_repr(td, 200)
 
 
-
 # Runs of leaves -------------------------------------------------------------
 
 _NUMBER_TYPES = frozenset({float, int})
@@ -117,6 +116,8 @@ def _leaf_defs(n: int) -> _Leaves:
             _leaf_runs[n] = defs
     return defs
 
+
+# Reading TreeDefs -------------------------------------------------------------
 
 
 def _check_treedef(name: str, arg: str, td: Any) -> None:
