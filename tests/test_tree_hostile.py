@@ -440,3 +440,32 @@ def test_treedefs_that_do_not_add_up_are_refused() -> None:
     with pytest.raises(TypeError, match="a child is a str, not a TreeDef"):
         fg.tree_unflatten(TreeDef("list", list, None, ("*",), 1), [1.0])  # type: ignore[arg-type]
     assert treegen.unflattener(TreeDef("list", list, None, (leaf,) * 20, 19)) is None
+
+
+class Ouroboros(list):  # type: ignore[type-arg]
+    """A list that, iterated, yields itself."""
+
+    def __iter__(self) -> Any:
+        return iter([1.0, self])
+
+
+class NamelessMeta(type):
+    @property
+    def __name__(cls) -> str:  # type: ignore[override]
+        raise RuntimeError("no name")
+
+
+class Nameless(tuple, metaclass=NamelessMeta):  # type: ignore[type-arg, misc]
+    pass
+
+
+def test_a_container_that_yields_itself_is_a_cycle() -> None:
+    with pytest.raises(ValueError, match=r"the Ouroboros at \[1\] is the one at the root"):
+        fg.tree_flatten(Ouroboros())
+
+
+def test_reprs_and_messages_survive_a_type_whose_name_raises() -> None:
+    td = TreeDef("tuple", Nameless, None, (fg.tree_structure(1.0),), 1)
+    assert repr(td) == "tuple(*)"
+    where = structure_mismatch(td, fg.tree_structure([1.0]))
+    assert where == "at the root: tuple of length 1 vs list of length 1"

@@ -89,8 +89,11 @@ def _safe_repr(x: Any, limit: int = 0) -> str:
 
 
 def _type_name(td: TreeDef) -> str:
-    name = getattr(td.node_type, "__name__", td.kind)
-    return name if type(name) is str else td.kind
+    try:
+        name = getattr(td.node_type, "__name__", td.kind)
+    except Exception:  # noqa: BLE001 - a node type (in a TreeDef made by hand) whose __name__ raises
+        name = None
+    return name if type(name) is str else str(td.kind)
 
 
 def _short(td: TreeDef) -> str:
