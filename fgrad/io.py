@@ -180,7 +180,7 @@ def _encode(x: Any, path: str, depth: int) -> Any:
         pairs = [(k, v, f"{path}[{show(k)}]") for k, v in x.items()]
         keys = [_key(k, "dict key", at_k, depth) for k, _, at_k in pairs]
         if t is PMap:
-            rank = {id(k): i for i, k in enumerate(_sorted_keys(k for k, _, _ in pairs))}
+            rank = {id(k): i for i, k in enumerate(_sorted_keys([k for k, _, _ in pairs]))}
             order = sorted(range(len(pairs)), key=lambda i: rank[id(pairs[i][0])])
             pairs, keys = [pairs[i] for i in order], [keys[i] for i in order]
         return {"dict" if t is dict else "pmap": [

@@ -204,12 +204,22 @@ _SCALAR_TYPES = frozenset({float, int, Expr})
 
 def _scalars(name: str, what: str, xs: Any) -> tuple[Any, ...]:
     """``tuple(xs)``, checked to hold numbers or nodes (in one C pass)."""
-    if isinstance(xs, (str, bytes)) or not isinstance(xs, Iterable):
-        raise TypeError(
-            f"{name}: {what} must be an iterable of numbers (a list or tuple), got "
-            f"{errors.describe(xs)}; for one number x, pass [x]"
-        )
-    terms = tuple(xs)
+    t = type(xs)
+    terms: tuple[Any, ...]
+    if t is tuple:
+        terms = xs
+    elif t is list:
+        terms = tuple(xs)
+    else:
+        try:
+            if isinstance(xs, (str, bytes)):
+                raise TypeError
+            terms = tuple(xs)
+        except TypeError:
+            raise TypeError(
+                f"{name}: {what} must be an iterable of numbers (a list or tuple), got "
+                f"{errors.describe(xs)}; for one number x, pass [x]"
+            ) from None
     if not _SCALAR_TYPES.issuperset(map(type, terms)):
         for k, t in enumerate(terms):
             if _is_array(t):

@@ -99,7 +99,7 @@ def test_jit_serves_changing_structures_and_static_values() -> None:
 
 
 def generic(tree: Any) -> tuple[list[Any], Any]:
-    from fgrad import tree as tree_module
+    from fgrad.tree import walk as tree_module
 
     leaves: list[Any] = []
     return leaves, tree_module._flatten(tree, leaves)
@@ -116,7 +116,7 @@ def test_tree_flatten_and_unflatten_agree_once_compiled(tree: Any) -> None:
         assert same(fg.tree_unflatten(td, leaves), fg.tree_unflatten(want_td, want_leaves))
         rebuilt = fg.tree_unflatten(want_td, [x * 2 for x in leaves])
         assert fg.tree_flatten(rebuilt)[0] == [x * 2 for x in leaves]
-        from fgrad.tree import _build, unflatten_persistent
+        from fgrad.tree.walk import _build, unflatten_persistent
 
         assert same(unflatten_persistent(want_td, leaves), _build(want_td, iter(leaves), True))
 

@@ -51,10 +51,10 @@ from typing import Any, NamedTuple
 from .. import core
 from ..codegen import GuardFailed, compile_trace
 from ..core import Trace, active_traces, make_node, traced
-from ..tree import TreeDef, tree_flatten, tree_unflatten
+from ..tree import TreeDef, tree_flatten, tree_unflatten, treedef_key
 from ..treegen import FlattenCache, unflattener
 from .edges import TracedArray, as_floats, check_outputs, leaf_path, unhashable_field
-from .keys import Key, key_of, treedef_key
+from .keys import Key, key_of
 
 __all__ = ["jit", "Jitted", "CacheInfo", "TracedArray"]
 
@@ -283,7 +283,7 @@ class Jitted:
         if hit is not None and hit[0] is td:
             return hit[1]
         try:
-            key = Key(treedef_key(td))
+            key = Key((treedef_key(td),))
         except Exception as e:  # noqa: BLE001 - a static field or dict key that cannot hash
             raise unhashable_field(td, static, e) from e
         if len(self._td_keys) >= 8:

@@ -19,9 +19,7 @@ from typing import Any, cast
 
 from pyrsistent import PMap, PVector
 
-from ..tree import TreeDef
-
-__all__ = ["Key", "strict_key", "treedef_key", "key_of"]
+__all__ = ["Key", "strict_key", "key_of"]
 
 
 class Key:
@@ -128,35 +126,6 @@ def strict_key(x: Any) -> tuple[Any, ...]:
                 todo.append(v if isinstance(v, _KNOWN) or dataclasses.is_dataclass(v) else _SKIP)
         else:
             out.append((t, x))
-    return tuple(out)
-
-
-def treedef_key(td: TreeDef) -> tuple[Any, ...]:
-    """A TreeDef's strict key: its container kinds and types, and its dict
-    keys and static fields' values as :func:`strict_key` keys them; walked
-    iteratively, a vector of leaves in one step. (``fgrad.tree`` is to
-    provide ``treedef_key``, the same encoding: this one can then go.)"""
-    out: list[Any] = []
-    todo = [td]
-    while todo:
-        t = todo.pop()
-        kind = t.kind
-        if kind == "leaf":
-            out.append(0)
-            continue
-        kids = t.children
-        n = len(kids)
-        if n and kids[0].kind == "leaf" and kids.count(kids[0]) == n:
-            out.append((kind, t.node_type, -n))  # n leaves
-        else:
-            out.append((kind, t.node_type, n))
-            todo.extend(reversed(kids))
-        meta = t.meta
-        if meta is not None:
-            if kind == "map" and all(type(k) is str for k in meta):
-                out.append((str, meta))  # str keys are equal only when they are the same text
-            else:
-                out.append(strict_key(meta))
     return tuple(out)
 
 
