@@ -36,6 +36,10 @@ UNARY_REFERENCE = {
     "sin": (fg.sin, math.sin),
     "cos": (fg.cos, math.cos),
     "abs": (fg.abs, abs),
+    "floor": (fg.floor, lambda x: float(math.floor(x))),
+    "ceil": (fg.ceil, lambda x: float(math.ceil(x))),
+    "trunc": (fg.trunc, lambda x: float(math.trunc(x))),
+    "round": (fg.round, lambda x: float(round(x))),
 }
 
 
@@ -57,6 +61,8 @@ BINARY_REFERENCE = {
     "maximum": (fg.maximum, max),
     "minimum": (fg.minimum, min),
     "power": (fg.power, math.pow),
+    "mod": (fg.mod, lambda x, y: x % y),
+    "floor_divide": (fg.floor_divide, lambda x, y: x // y),
 }
 
 
@@ -219,6 +225,9 @@ BINARY_DOMAINS = {
     "power": (fg.power, floats_in(0.2, 4.0), floats_in(-2.5, 2.5)),
     "operator **": (lambda x, y: x**y, floats_in(0.2, 4.0), floats_in(-2.5, 2.5)),
     "operator /": (lambda x, y: x / y, everywhere, away_from_zero),
+    "mod": (fg.mod, everywhere, away_from_zero),
+    "operator %": (lambda x, y: x % y, everywhere, away_from_zero),
+    "floor_divide": (fg.floor_divide, everywhere, away_from_zero),
 }
 
 
@@ -229,6 +238,8 @@ def test_binary_op_derivatives_to_second_order(name: str, data: Any) -> None:
     x, y = data.draw(xs), data.draw(ys)
     if name in ("maximum", "minimum"):
         assume(abs(x - y) > 1e-3)  # the tie is a kink
+    if name in ("mod", "operator %", "floor_divide"):
+        assume(abs(x / y - round(x / y)) > 1e-3)  # x / y an integer: a jump
     check_grads(op, (x, y), order=2, modes=MODES)
 
 
