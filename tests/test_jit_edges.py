@@ -670,3 +670,14 @@ def test_a_static_argument_of_any_depth_is_keyed_without_recursion() -> None:
     step = fg.jit(lambda x, s: x * s[1], static_argnums=1)
     assert step(2.0, deep(100_000)) == 2.0 and step(3.0, deep(100_000)) == 3.0  # another, equal object
     assert step.cache_info().traces == 1
+
+
+def test_jit_of_grad_takes_pytrees_10000_deep() -> None:
+    tree: Any = 1.5
+    for _ in range(10_000):
+        tree = {"a": [tree]}
+    step = fg.jit(fg.value_and_grad(lambda t: fg.tree_leaves(t)[0] * 2.0))
+    for _ in range(2):
+        value, grads = step(tree)
+        assert value == 3.0 and fg.tree_leaves(grads) == [2.0]
+    assert step.cache_info().traces == 1
