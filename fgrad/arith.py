@@ -218,10 +218,10 @@ pow_const: Primitive = Primitive(
 pow_: Primitive = Primitive(
     "pow",
     impl=_pow_impl,
-    vjp=lambda g, out, x, y: (g * _dpow_dbase(x, y), g * _dpow_dexponent(out, x)),
+    vjp=lambda g, out, x, y: (g * _dpow_dbase(x, y), g * _dpow_dexponent(x, y)),
     jvp=lambda dxs, out, x, y: _add_tangents(
         None if dxs[0] is None else dxs[0] * _dpow_dbase(x, y),
-        None if dxs[1] is None else dxs[1] * _dpow_dexponent(out, x),
+        None if dxs[1] is None else dxs[1] * _dpow_dexponent(x, y),
     ),
 )
 abs_ = Primitive(
@@ -243,14 +243,69 @@ def _dpow_dx(x: Any, c: Any) -> Any:
 
 
 def _dpow_dbase(x: Any, y: Any) -> Any:
-    return y * pow_(x, y - 1.0)
+    return bind(pow_log, y, x, y - 1.0, 0)
 
 
-def _dpow_dexponent(out: Any, x: Any) -> Any:
-    # d/dy x ** y = x ** y log x; at x = 0 take the limit 0 (as JAX does)
-    # rather than 0 * -inf = nan. A primitive, not an ``if``: no branch on
-    # a traced value (jit guards, vmap batches).
-    return bind(mul_log, out, x)
+def _dpow_dexponent(x: Any, y: Any) -> Any:
+    return bind(pow_log, 1.0, x, y, 1)
+
+
+# The derivatives of x ** y are the terms c * x ** y * log(x) ** k, one
+# primitive with rules of its own so that every order and every order of
+# differentiation meet the same two conventions:
+#   - a term whose coefficient c is 0 is 0, even where x ** y is inf (so
+#     d/dx x ** y = 0 at y = 0: x ** 0 is the constant 1, as in JAX);
+#   - a term with a factor log(x) (k >= 1) is 0 at x = 0 (so d/dy x ** y = 0
+#     at x = 0, as in JAX). It is a convention, not a limit (x ** y * log(x)
+#     tends to -inf as x -> 0+ when y <= 0), and it holds for every term:
+#     both orders of d2/dxdy x ** y give x ** (y - 1) at x = 0 (inf at y = 0).
+# Its rules are pow_log again, with k a constant int, never differentiated.
+
+
+def _pow_log_impl(c: Number, x: Number, y: Number, k: int) -> float:
+    if c == 0 or (k and x == 0):
+        return 0.0
+    out = c * _pow_impl(x, y)
+    for _ in range(k):
+        out = out * _log_impl(x)
+    return out
+
+
+def _pow_log_np(c: Any, x: Any, y: Any, k: int) -> Any:
+    import numpy as np
+
+    out = c * np.power(x, y)
+    for _ in range(k):
+        out = out * np.log(x)
+    return np.where((c == 0) | ((x == 0) & (k > 0)), 0.0, out)
+
+
+def _pow_log_partials(c: Any, x: Any, y: Any, k: int) -> tuple[Any, Any, Any]:
+    """d/dc, d/dx, d/dy of ``c * x ** y * log(x) ** k``."""
+    dx = bind(pow_log, c * y, x, y - 1.0, k)
+    if k:
+        dx = dx + bind(pow_log, c * k, x, y - 1.0, k - 1)
+    return bind(pow_log, 1.0, x, y, k), dx, bind(pow_log, c, x, y, k + 1)
+
+
+def _pow_log_jvp(dxs: tuple[Any, ...], c: Any, x: Any, y: Any, k: int) -> Any:
+    total = None
+    for d, partial in zip(dxs, _pow_log_partials(c, x, y, k)):
+        if d is not None:
+            total = _add_tangents(total, d * partial)
+    return total
+
+
+pow_log: Primitive = Primitive(
+    "pow_log",
+    impl=_pow_log_impl,
+    vjp=lambda g, out, c, x, y, k: (*(g * p for p in _pow_log_partials(c, x, y, k)), None),
+    jvp=lambda dxs, out, c, x, y, k: _pow_log_jvp(dxs, c, x, y, k),
+    vectorized=_pow_log_np,
+    symbolic_zeros=True,
+)
+"""``c * x ** y * log(x) ** k`` for a constant int ``k``: 0 where ``c == 0``,
+and for ``k >= 1`` also where ``x == 0``."""
 
 
 def _mul_log_impl(a: Number, x: Number) -> float:
