@@ -1,189 +1,375 @@
 """Higher derivatives by Taylor mode: ``derivatives(f, order=n)(x)``.
 
 ``f`` is traced once; then truncated Taylor series ``c_0 + c_1 t + ... + c_n t^n``
-of every node along ``x + t`` are propagated over the tape with the classic
-recurrences (Cauchy products, and ``e' = a' e`` style rules for exp, log,
-sin/cos, tanh, ...). ``f^(k)(x) = k! c_k``. That is O(n^2) work per node,
-where n nested ``grad`` calls grow the graph exponentially with n.
+of every node along ``x + t`` are propagated over the tape, one rule per
+primitive, and ``f^(k)(x) = k! c_k``: O(n^2) work per node, where n nested
+``grad`` calls grow the graph exponentially with n. ``c_0`` is each node's own
+value; the derivatives are nested ``grad``'s wherever those are not nan,
+infinities included. What keeps it so at the edges:
 
-A unary primitive without a rule here (a user's own) is handled through its
-own derivatives at the point, by nested ``grad`` of that one primitive,
-composed with the series of its argument.
+- Exact zeros are structural: a constant's coefficients beyond ``c_0`` and the
+  input's beyond ``c_1`` are None, skipped (as the reverse pass skips a None
+  cotangent), never multiplied: no ``0 * inf``.
+- The recurrences run where the point is regular (finite coefficients, ``c_0``
+  inside the domain). Elsewhere, and for a primitive without a Taylor rule,
+  a node's series is derived exactly: nested differentiation in t, by the
+  primitive's own vjp (or jvp) rule, of ``prim(a_1(t), ..., a_m(t))``, each
+  input polynomial a primitive whose j-th derivative at 0 is ``j! a_ij``.
+- A nan in the result (0 * inf, a domain error) sends the tape to nested
+  differentiation, which adds cotangents before it multiplies and may find a
+  value (``(1 + x) * inf`` at x = 0, where a series has ``1 * inf + 0 * inf``),
+  at nested grad's cost.
+- Sums add one term at a time, left to right (``sum()`` of floats is
+  compensated since Python 3.12), so jit's compiled code gives the same bits.
+
+A rule of your own: ``Primitive(..., taylor=rule)``, or an entry of
+``TAYLOR_RULES``. ``rule(*series)`` gets one list of ``n + 1`` coefficients per
+input (``0.0`` for a zero) and returns the output's; its ``c_0`` is replaced
+by the primitive's value.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from functools import reduce
 from typing import Any
 
 from . import arith, ops
-from .core import Expr, Primitive, new_trace
-from .transforms import grad, trace_inputs
+from .core import Expr, Primitive, bind, new_trace
+from .graph import backward, forward
+from .transforms import lower, trace_inputs
 
 __all__ = ["derivatives", "TAYLOR_RULES"]
 
-Series = list[Any]
-Rule = Callable[..., Series]
+Series = list[Any]  # coefficients c_0..c_n; None is an exact zero
+Rule = Callable[..., Any]
+
+_inf = math.inf
+_TINY = 2.2250738585072014e-308  # the smallest normal float
+_MAX_ORDER = 170  # 171! is beyond the largest float
+_FACTORIAL = [float(math.factorial(k)) for k in range(_MAX_ORDER + 1)]
+
+
+# Arithmetic on coefficients, None being an exact zero --------------------------
+
+
+def _plus(x: Any, y: Any) -> Any:
+    if x is None:
+        return y
+    return x if y is None else x + y
+
+
+def _minus(x: Any, y: Any) -> Any:
+    if y is None:
+        return x
+    return -y if x is None else x - y
+
+
+def _times(x: Any, y: Any) -> Any:
+    return None if x is None or y is None else x * y
+
+
+def _total(terms: Iterable[Any]) -> Any:
+    """Left to right, one term at a time (what jit's compiled additions do)."""
+    return reduce(_plus, terms, None)
 
 
 def _mul(a: Series, b: Series) -> Series:
-    return [sum((a[i] * b[k - i] for i in range(k + 1)), 0.0) for k in range(len(a))]
+    return [_total(_times(a[i], b[k - i]) for i in range(k + 1)) for k in range(len(a))]
 
 
-def _div(a: Series, b: Series) -> Series:
-    q: Series = []
-    for k in range(len(a)):
-        acc = a[k]
-        for j in range(1, k + 1):
-            acc = acc - b[j] * q[k - j]
-        q.append(arith.div(acc, b[0]))
-    return q
+def _constant(x: Any, *args: Series) -> Series:
+    return [x] + [None] * (len(args[0]) - 1)
+
+
+def _is_constant(s: Series) -> bool:
+    return all(c is None for c in s[1:])
+
+
+def _finite(*series: Series) -> bool:
+    # Comparisons, not math.isfinite: under jit they are guards, float() is refused.
+    return all(-_inf < c < _inf for s in series for c in s if c is not None)
+
+
+def _normal(y: Any) -> bool:
+    # A power's series is scaled by its value: wrong where that alone over- or underflowed.
+    return bool(_TINY <= y < _inf or -_inf < y <= -_TINY)
+
+
+# The recurrences, on regular points ---------------------------------------------
 
 
 def _flow(a: Series, first: Any, u_of: Callable[[Series, int], Any]) -> Series:
-    """Solve ``y' = u(y) a'`` for y's series: ``y_k = sum_j (j/k) a_j u_{k-j}``.
-
-    ``u_of(y, m)`` gives u's m-th coefficient from y's first m+1 ones.
-    """
+    """Solve ``y' = u(y) a'`` for y's series: ``y_k = sum_j (j/k) a_j u_{k-j}``,
+    ``u_of(y, m)`` giving u's m-th coefficient from y's first m+1 ones."""
     y: Series = [first]
     u: Series = []
     for k in range(1, len(a)):
         u.append(u_of(y, k - 1))
-        y.append(sum((j / k * a[j] * u[k - j] for j in range(1, k + 1)), 0.0))
+        y.append(_total(_times(_times(j / k, a[j]), u[k - j]) for j in range(1, k + 1)))
     return y
 
 
-def _exp(a: Series) -> Series:
-    return _flow(a, ops.exp(a[0]), lambda y, m: y[m])
+def _square(y: Series, m: int) -> Any:
+    return _total(_times(y[i], y[m - i]) for i in range(m + 1))
 
 
-def _log(a: Series) -> Series:
-    out: Series = [ops.log(a[0])]
+# The recurrences that divide by a_0 run on the ratios a_k / a_0, and a power
+# scales its series by its value at the end: near the ends of the float range
+# (x = 1e300) products inside the plain recurrences overflow where no
+# derivative does. (e^a's own products stay in range wherever its derivatives do.)
+
+
+def _ratios(a: Series, a0: Any) -> Series:
+    return [1.0] + [None if c is None else arith.div(c, a0) for c in a[1:]]
+
+
+def _scaled_by(out: Any, z: Series) -> Series:
+    return [out] + [_times(out, c) for c in z[1:]]
+
+
+def _log_series(out: Any, a: Series) -> Series:
+    r = _ratios(a, a[0])
+    y: Series = [out]
     for k in range(1, len(a)):
-        acc = a[k]
-        for j in range(1, k):
-            acc = acc - j / k * out[j] * a[k - j]
-        out.append(arith.div(acc, a[0]))
-    return out
+        y.append(_minus(r[k], _total(_times(_times(j / k, y[j]), r[k - j]) for j in range(1, k))))
+    return y
 
 
-def _sin_cos(a: Series) -> tuple[Series, Series]:
-    s: Series = [ops.sin(a[0])]
-    c: Series = [ops.cos(a[0])]
+def _sin_cos(a: Series, s0: Any, c0: Any) -> tuple[Series, Series]:
+    s: Series = [s0]
+    c: Series = [c0]
     for k in range(1, len(a)):
-        s.append(sum((j / k * a[j] * c[k - j] for j in range(1, k + 1)), 0.0))
-        c.append(-sum((j / k * a[j] * s[k - j] for j in range(1, k + 1)), 0.0))
+        w = [None] + [_times(j / k, a[j]) for j in range(1, k + 1)]
+        s.append(_total(_times(w[j], c[k - j]) for j in range(1, k + 1)))
+        c.append(_minus(None, _total(_times(w[j], s[k - j]) for j in range(1, k + 1))))
     return s, c
 
 
-def _square_coef(y: Series, m: int) -> Any:
-    return sum((y[i] * y[m - i] for i in range(m + 1)), 0.0)
-
-
-def _tanh(a: Series) -> Series:
-    # tanh' = 1 - tanh^2
-    return _flow(a, ops.tanh(a[0]), lambda y, m: (1.0 if m == 0 else 0.0) - _square_coef(y, m))
-
-
-def _sigmoid(a: Series) -> Series:
-    # sigmoid' = sigmoid - sigmoid^2
-    return _flow(a, ops.sigmoid(a[0]), lambda y, m: y[m] - _square_coef(y, m))
-
-
-def _sqrt(a: Series) -> Series:
-    r: Series = [ops.sqrt(a[0])]
+def _div(out: Any, a: Series, b: Series) -> Series | None:
+    if not (b[0] != 0 and _finite(a, b)):
+        return None
+    ra, rb = _ratios(a, b[0]), _ratios(b, b[0])
+    q: Series = [out]
     for k in range(1, len(a)):
-        acc = a[k]
-        for j in range(1, k):
-            acc = acc - r[j] * r[k - j]
-        r.append(arith.div(acc, 2.0 * r[0]))
-    return r
+        q.append(_minus(ra[k], _total(_times(rb[j], q[k - j]) for j in range(1, k + 1))))
+    return q
 
 
-def _pow_const(a: Series, c: Series) -> Series:
+def _sqrt(out: Any, a: Series) -> Series | None:
+    if not (a[0] > 0 and _finite(a)):
+        return None
+    ra = _ratios(a, a[0])
+    z: Series = [1.0]
+    for k in range(1, len(a)):
+        z.append(_times(_minus(ra[k], _total(_times(z[j], z[k - j]) for j in range(1, k))), 0.5))
+    return _scaled_by(out, z)
+
+
+def _is_int(p: Any) -> bool:
+    return isinstance(p, numbers.Integral) or (isinstance(p, float) and p.is_integer())
+
+
+def _pow_const(out: Any, a: Series, c: Series) -> Series | None:
     p = c[0]
-    if isinstance(p, numbers.Integral) or (isinstance(p, float) and p.is_integer() and 0 <= p <= 64):
-        # Exact powers by repeated products: the recurrence divides by a_0.
-        n = int(p)
-        if n >= 0:
-            out = [1.0] + [0.0] * (len(a) - 1)
-            for _ in range(n):
-                out = _mul(out, a)
-            return out
-    y: Series = [arith.pow_const(a[0], p)]
+    if not _is_constant(c) or type(p) is Expr:
+        return None  # bound by hand with a varying exponent
+    if _is_int(p) and 0 <= p <= 64:  # repeated products: exact, no division by a_0
+        y = _constant(1.0, a)
+        for _ in range(int(p)):
+            y = _mul(y, a)
+        return [out] + y[1:]
+    if not (-_inf < p < _inf and (a[0] > 0 or _is_int(p) and a[0] != 0) and _normal(out) and _finite(a)):
+        return None
+    ra = _ratios(a, a[0])
+    z: Series = [1.0]
     for k in range(1, len(a)):
-        acc = sum(((p * j - (k - j)) * a[j] * y[k - j] for j in range(1, k + 1)), 0.0)
-        y.append(arith.div(acc, k * a[0]))
-    return y
+        ws = ((p * j - (k - j), j) for j in range(1, k + 1))
+        acc = _total(_times(_times(w, ra[j]), z[k - j]) for w, j in ws if w != 0)
+        z.append(None if acc is None else acc / k)
+    return _scaled_by(out, z)
 
 
-def _select(a: Series, b: Series, wa: float) -> Series:
+def _pow(out: Any, a: Series, b: Series) -> Series | None:
+    if not (a[0] > 0 and _normal(out) and _finite(a, b)):
+        return None  # x ** y = exp(y log x) needs x > 0
+    return _flow(_mul(b, _log_series(ops.log(a[0]), a)), out, lambda y, m: y[m])
+
+
+def _abs(out: Any, a: Series) -> Series:
+    w = arith.sign(a[0])
+    if w == 0:  # abs'(0) = 0: nothing flows, as the reverse pass skips it
+        return _constant(out, a)
+    return [out] + [_times(x, w) for x in a[1:]]
+
+
+def _select(out: Any, a: Series, b: Series, wa: Any) -> Series:
+    """``wa * a + (1 - wa) * b`` for a weight 1, 0 or 0.5 (a tie)."""
     if wa == 1.0:
-        return list(a)
+        return [out] + a[1:]
     if wa == 0.0:
-        return list(b)
-    return [(x + y) * 0.5 for x, y in zip(a, b)]
+        return [out] + b[1:]
+    return [out] + [_plus(_times(x, 0.5), _times(y, 0.5)) for x, y in zip(a[1:], b[1:])]
 
 
-def _dot(*args: Series) -> Series:
+def _dot(out: Any, *args: Series) -> Series:
     n = len(args) // 2
-    total = list(args[-1]) if len(args) % 2 else [0.0] * len(args[0])
+    total = list(args[-1]) if len(args) % 2 else [None] * len(args[0])
     for i in range(n):
-        total = [t + p for t, p in zip(total, _mul(args[i], args[n + i]))]
+        total = [_plus(t, p) for t, p in zip(total, _mul(args[i], args[n + i]))]
+    return [out] + total[1:]
+
+
+def _smooth(series_of: Callable[[Any, Series], Series]) -> Rule:
+    return lambda out, a: series_of(out, a) if _finite(a) else None
+
+# Built-in rules: ``rule(out, *series)``, ``out`` being the node's value; None
+# means "not regular here": the series is then derived exactly.
+_BUILTIN: dict[Primitive, Rule] = {
+    arith.add: lambda out, a, b: [out] + [_plus(x, y) for x, y in zip(a[1:], b[1:])],
+    arith.sub: lambda out, a, b: [out] + [_minus(x, y) for x, y in zip(a[1:], b[1:])],
+    arith.mul: lambda out, a, b: [out] + _mul(a, b)[1:],
+    arith.div: _div,
+    arith.neg: lambda out, a: [out] + [None if x is None else -x for x in a[1:]],
+    arith.pow_const: _pow_const,
+    arith.pow_: _pow,
+    arith.abs_: _abs,
+    arith.exp: _smooth(lambda out, a: _flow(a, out, lambda y, m: y[m])),
+    arith.log: lambda out, a: _log_series(out, a) if a[0] != 0 and _finite(a) else None,
+    ops.tanh: _smooth(lambda out, a: _flow(a, out, lambda y, m: _minus(None if m else 1.0, _square(y, m)))),
+    ops.sigmoid: _smooth(lambda out, a: _flow(a, out, lambda y, m: _minus(y[m], _square(y, m)))),
+    ops.sqrt: _sqrt,
+    ops.sin: _smooth(lambda out, a: _sin_cos(a, out, ops.cos(a[0]))[0]),
+    ops.cos: _smooth(lambda out, a: _sin_cos(a, ops.sin(a[0]), out)[1]),
+    ops.relu: lambda out, a: [out] + a[1:] if a[0] > 0 else _constant(out, a),
+    ops.maximum: lambda out, a, b: _select(out, a, b, arith.share(a[0], b[0])),
+    ops.minimum: lambda out, a, b: _select(out, a, b, arith.share(b[0], a[0])),
+    arith.sum_p: lambda out, *xs: [out] + [_total(col) for col in zip(*(s[1:] for s in xs))],
+    arith.dot_p: _dot,
+    **{p: _constant for p in (arith.step, arith.sign, arith.share, arith.nonzero, ops.stop_gradient_p)},
+}
+
+TAYLOR_RULES: dict[Primitive, Rule] = {}
+"""Rules of your own, by primitive, ``rule(*series) -> series``: for a
+primitive you cannot give ``taylor=`` (which comes first). An entry replaces
+fgrad's built-in rule of its primitive."""
+
+
+# The exact series, by nested differentiation in t --------------------------------
+
+
+def _poly_impl(t: Any, *c: Any) -> Any:
+    if t == 0:
+        return c[0]  # exactly, also where a higher coefficient is inf or nan
+    acc = c[-1]
+    for x in reversed(c[:-1]):
+        acc = acc * t + x
+    return acc
+
+
+def _poly_dt(t: Any, c: tuple[Any, ...]) -> Any:
+    d = [c[1]] + [j * c[j] for j in range(2, len(c))]
+    return d[0] if len(d) == 1 else bind(_poly, t, *d)
+
+
+def _poly_dc(g: Any, t: Any, j: int) -> Any:
+    """``g * d/dc_j`` for j >= 1, None at t = 0, where the value is c_0 alone."""
+    return None if g is None or type(t) is not Expr and t == 0 else g * arith.pow_const(t, j)
+
+
+def _poly_jvp(dxs: tuple[Any, ...], t: Any, c: tuple[Any, ...]) -> Any:
+    total = _plus(None if dxs[0] is None else dxs[0] * _poly_dt(t, c), dxs[1])
+    for j in range(1, len(c)):
+        total = _plus(total, _poly_dc(dxs[j + 1], t, j))
     return total
 
 
-def _zeros_after(x: Any, n: int) -> Series:
-    return [x] + [0.0] * n
+_poly = Primitive(
+    "taylor_polynomial",
+    impl=_poly_impl,
+    vjp=lambda g, out, t, *c: (g * _poly_dt(t, c), g, *(_poly_dc(g, t, j) for j in range(1, len(c)))),
+    jvp=lambda dxs, out, t, *c: _poly_jvp(dxs, t, c),
+    symbolic_zeros=True,
+)
+"""``c_0 + c_1 t + ... + c_m t^m``, exactly ``c_0`` at ``t == 0``."""
 
 
-TAYLOR_RULES: dict[Primitive, Rule] = {
-    arith.add: lambda a, b: [x + y for x, y in zip(a, b)],
-    arith.sub: lambda a, b: [x - y for x, y in zip(a, b)],
-    arith.mul: _mul,
-    arith.div: _div,
-    arith.neg: lambda a: [-x for x in a],
-    arith.pow_const: _pow_const,
-    arith.pow_: lambda a, b: _exp(_mul(b, _log(a))),
-    arith.abs_: lambda a: [ops.abs_(a[0])] + [x * arith.sign(a[0]) for x in a[1:]],
-    arith.exp: _exp,
-    arith.log: _log,
-    ops.tanh: _tanh,
-    ops.sigmoid: _sigmoid,
-    ops.sqrt: _sqrt,
-    ops.sin: lambda a: _sin_cos(a)[0],
-    ops.cos: lambda a: _sin_cos(a)[1],
-    ops.relu: lambda a: list(a) if a[0] > 0 else _zeros_after(ops.relu(a[0]), len(a) - 1),
-    ops.maximum: lambda a, b: [ops.maximum(a[0], b[0])] + _select(a, b, arith.share(a[0], b[0]))[1:],
-    ops.minimum: lambda a, b: [ops.minimum(a[0], b[0])] + _select(a, b, arith.share(b[0], a[0]))[1:],
-    arith.step: lambda a: _zeros_after(arith.step(a[0]), len(a) - 1),
-    arith.sign: lambda a: _zeros_after(arith.sign(a[0]), len(a) - 1),
-    arith.share: lambda a, b: _zeros_after(arith.share(a[0], b[0]), len(a) - 1),
-    arith.sum_p: lambda *xs: [sum(col, 0.0) for col in zip(*xs)],
-    arith.dot_p: _dot,
-    ops.stop_gradient_p: lambda a: _zeros_after(a[0], len(a) - 1),
-}
-"""Taylor rules by primitive: series of the inputs -> series of the output.
-Add an entry to give a primitive of your own a rule."""
+def _polynomial(s: Series, t: Any) -> Any:
+    """Series ``s`` as a function of t: its constant, or a polynomial node."""
+    last = max(k for k, c in enumerate(s) if k == 0 or c is not None)
+    return s[0] if last == 0 else bind(_poly, t, *(0.0 if c is None else c for c in s[: last + 1]))
 
 
-def _by_composition(prim: Primitive, a: Series) -> Series:
-    """Series of ``prim(a(t))`` from prim's own derivatives at ``a_0``."""
-    n = len(a) - 1
-    g: Callable[[Any], Any] = prim
-    coefs = [prim(a[0])]
+def _derivative(fn: Callable[[Any], Any], reverse: bool) -> Callable[[Any], Any]:
+    """``t -> fn'(t)``, or None (an exact zero) where ``fn`` does not depend on t."""
+
+    def d(t: Any) -> Any:
+        with new_trace("derivatives") as tr:
+            (s,), _, _ = trace_inputs(tr, "derivatives", (t,), (0,))
+            v = fn(s)
+            if type(v) is not Expr or v.trace is not tr:
+                return None
+            return lower(tr, backward(tr, [(v, 1.0)])[s.seq] if reverse else forward(tr, [(s, 1.0)])[v.seq])
+
+    return d
+
+
+def _nested(fn: Callable[[Any], Any], t: Any, n: int, reverse: bool) -> Series:
+    """``[fn'(t), ..., fn^(n)(t)]``, each by its own k nested differentiations,
+    as nested grad computes it (a rule can give another value for a lower
+    order when outer levels trace its weights)."""
+    out: Series = []
     for k in range(1, n + 1):
-        g = grad(g)
-        coefs.append(g(a[0]) / math.factorial(k))
-    delta = [0.0] + list(a[1:])
-    out = _zeros_after(coefs[0], n)
-    power = _zeros_after(1.0, n)
-    for k in range(1, n + 1):
-        power = _mul(power, delta)
-        out = [o + coefs[k] * p for o, p in zip(out, power)]
+        g = fn
+        for _ in range(k):
+            g = _derivative(g, reverse)
+        out.append(g(t))
     return out
+
+
+def _exact(prim: Primitive, args: list[Series], out: Any) -> Series:
+    """The series of ``prim(a_1(t), ..., a_m(t))`` by prim's own derivative rules."""
+    if prim.vjp is None and prim.jvp is None:
+        raise TypeError(f"derivatives: primitive {prim.name!r} has no Taylor rule, and no vjp or jvp "
+                        "rule to derive one from: give it taylor=..., or a vjp or jvp rule")
+    ds = _nested(lambda t: bind(prim, *(_polynomial(s, t) for s in args)), 0.0, len(args[0]) - 1,
+                 prim.vjp is not None)
+    return [out] + [d if d is None or k == 1 else d / _FACTORIAL[k] for k, d in enumerate(ds, 1)]
+
+
+def _is_number(c: Any) -> bool:
+    return type(c) is Expr or (isinstance(c, numbers.Real) and not isinstance(c, bool))
+
+
+def _by_rule(prim: Primitive, rule: Rule, where: str, args: list[Series], out: Any) -> Series:
+    got = rule(*([0.0 if c is None else c for c in s] for s in args))
+    n = len(args[0])
+    if not isinstance(got, (list, tuple)) or len(got) != n:
+        shown = f"a {type(got).__name__}" + (f" of {len(got)}" if isinstance(got, (list, tuple)) else "")
+    else:
+        bad = [k for k, c in enumerate(got) if not _is_number(c)]
+        if not bad:
+            return [out, *got[1:]]
+        shown = f"a {type(got[bad[0]]).__name__} at index {bad[0]}"
+    raise TypeError(
+        f"derivatives: the Taylor rule of primitive {prim.name!r} ({where}) returned {shown}; it must "
+        f"return a list of {n} coefficients (numbers or traced values), c_k = (k-th derivative) / k!"
+    )
+
+
+def _node_series(prim: Primitive, args: list[Series], out: Any) -> Series:
+    if all(_is_constant(s) for s in args):
+        return _constant(out, *args)  # no input varies with x
+    if prim.taylor is not None:
+        return _by_rule(prim, prim.taylor, "its taylor=", args, out)
+    rule = TAYLOR_RULES.get(prim)
+    if rule is not None:
+        return _by_rule(prim, rule, "in fgrad.taylor.TAYLOR_RULES", args, out)
+    builtin = _BUILTIN.get(prim)
+    got = None if builtin is None else builtin(out, *args)
+    return _exact(prim, args, out) if got is None else got
 
 
 def derivatives(f: Callable[[Any], Any], order: int) -> Callable[[Any], list[Any]]:
@@ -191,17 +377,21 @@ def derivatives(f: Callable[[Any], Any], order: int) -> Callable[[Any], list[Any
 
     Args:
         f: a function of one real number returning one.
-        order: the highest derivative, a non-negative int.
+        order: the highest derivative, an int from 0 to 170.
 
     Returns:
-        A function returning the ``order + 1`` derivatives at ``x``. It
-        composes with the other transforms (``x`` may be a traced value).
+        A function returning the ``order + 1`` derivatives at ``x``: ``f(x)``
+        itself, then nested ``grad``'s derivatives wherever those are not nan.
+        It composes with the other transforms (``x`` may be a traced value).
 
     >>> [round(d, 12) for d in derivatives(lambda x: x ** 3, order=4)(2.0)]
     [8.0, 12.0, 12.0, 6.0, 0.0]
     """
-    if not isinstance(order, int) or isinstance(order, bool) or order < 0:
-        raise ValueError(f"derivatives: order must be a non-negative int, got {order!r}")
+    if not isinstance(order, int) or isinstance(order, bool) or not 0 <= order <= _MAX_ORDER:
+        raise ValueError(
+            f"derivatives: order must be a non-negative int, at most {_MAX_ORDER} ({_MAX_ORDER + 1}! "
+            f"overflows a float), got {order!r}"
+        )
 
     def all_derivatives(x: Any) -> list[Any]:
         if type(x) is not Expr and not (isinstance(x, numbers.Real) and not isinstance(x, bool)):
@@ -212,35 +402,48 @@ def derivatives(f: Callable[[Any], Any], order: int) -> Callable[[Any], list[Any
         with new_trace("derivatives") as tr:
             (node,), _, _ = trace_inputs(tr, "derivatives", (x,), (0,))
             out = f(node)
-            if type(out) is not Expr and not isinstance(out, numbers.Real):
-                raise TypeError(
-                    f"derivatives: f must return one scalar, got a {type(out).__name__}"
-                )
-            tape = tr.tape
-            assert tape is not None
-            series: list[Series | None] = [None] * len(tape)
-            series[node.seq] = [node.value, 1.0] + [0.0] * (order - 1) if order else [node.value]
-            for i in range(node.seq + 1, (out.seq + 1) if type(out) is Expr and out.trace is tr else 0):
-                nd = tape[i]
-                prim = nd.prim
-                assert prim is not None
-                args = [series[a.seq] if type(a) is Expr and a.trace is tr else _zeros_after(a, order)
-                        for a in nd.args]
-                rule = TAYLOR_RULES.get(prim)
-                if rule is not None:
-                    series[i] = rule(*args)
-                elif len(args) == 1:
-                    series[i] = _by_composition(prim, args[0])  # type: ignore[arg-type]
-                else:
-                    raise TypeError(
-                        f"derivatives: primitive {prim.name!r} has no Taylor rule; add one to "
-                        "fgrad.taylor.TAYLOR_RULES, or use nested fg.grad"
-                    )
+            if not _is_number(out):
+                raise TypeError(f"derivatives: f must return one scalar, got a {type(out).__name__}")
             if type(out) is Expr and out.trace is tr:
-                coefs = series[out.seq]
-                assert coefs is not None
-            else:
-                coefs = _zeros_after(out, order)
-        return [c if k == 0 else c * math.factorial(k) for k, c in enumerate(coefs)]
+                return _taylor(tr, node, out, order)
+            value = lower(tr, out)  # f does not depend on x
+            return [value if type(value) is Expr else float(value)] + [0.0] * order
 
     return all_derivatives
+
+
+def _taylor(tr: Any, x: Expr, out: Expr, order: int) -> list[Any]:
+    """``out``'s derivatives in ``x``, from the series of the nodes it needs."""
+    tape = tr.tape
+    needed = [False] * (out.seq + 1)
+    needed[out.seq] = True
+    for i in range(out.seq, x.seq, -1):
+        if needed[i]:
+            for a in tape[i].args:
+                if type(a) is Expr and a.trace is tr:
+                    needed[a.seq] = True
+    nodes = [(nd, nd.prim) for nd in tape[x.seq + 1 : out.seq + 1] if needed[nd.seq] and nd.prim]
+    series: list[Series] = [[]] * (out.seq + 1)
+    series[x.seq] = [x.value, 1.0] + [None] * (order - 1) if order else [x.value]
+    for nd, prim in nodes:
+        args = [series[a.seq] if type(a) is Expr and a.trace is tr else [a] + [None] * order for a in nd.args]
+        series[nd.seq] = _node_series(prim, args, nd.value)
+    ds = [0.0 if c is None else c if k < 2 else c * _FACTORIAL[k] for k, c in enumerate(series[out.seq])]
+    if any(d != d for d in ds[1:]) and all(prim.vjp is not None for _, prim in nodes):
+        # nan, where nested grad may find a value (see the module doc): its answer, then.
+        nested = _nested(_replay(tr, x, nodes), x.value, order, True)
+        ds = [out.value] + [0.0 if d is None else d for d in nested]
+    return ds
+
+
+def _replay(tr: Any, x: Expr, nodes: list[tuple[Expr, Primitive]]) -> Callable[[Any], Any]:
+    """The recorded nodes as a function of x (with the branches f took)."""
+
+    def replay(t: Any) -> Any:
+        values: dict[int, Any] = {x.seq: t}
+        for nd, prim in nodes:
+            values[nd.seq] = bind(prim, *(values[a.seq] if type(a) is Expr and a.trace is tr else a
+                                          for a in nd.args))
+        return values[nodes[-1][0].seq]
+
+    return replay

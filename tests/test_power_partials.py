@@ -70,7 +70,7 @@ def test_third_partials_of_power_match_central_differences_in_every_order(x: flo
             g = partial(g, wrt)
         last = orders[2]
         got = partial(g, last)(x, y)
-        step = (lambda t: g(t, y)) if last == 0 else (lambda t: g(x, t))
+        step = (lambda t, g=g: g(t, y)) if last == 0 else (lambda t, g=g: g(x, t))
         assert math.isclose(got, central(step, x if last == 0 else y), rel_tol=1e-5), orders
 
 
