@@ -22,17 +22,16 @@ infinities included. What keeps it so at the edges:
 - Sums add one term at a time, left to right (``sum()`` of floats is
   compensated since Python 3.12), so jit's compiled code gives the same bits.
 
-A rule of your own: ``Primitive(..., taylor=rule)``, or an entry of
-``TAYLOR_RULES``. ``rule(*series)`` gets one list of ``n + 1`` coefficients per
-input (``0.0`` for a zero) and returns the output's; its ``c_0`` is replaced
-by the primitive's value.
+Rules of your own: ``Primitive(..., taylor=rule)`` or ``TAYLOR_RULES[prim] = rule``,
+``rule(*series)`` taking a list of ``n + 1`` coefficients per input (``0.0`` for
+a zero), returning the output's (whose ``c_0`` is replaced by the value).
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from functools import reduce
 from typing import Any
 
@@ -71,21 +70,32 @@ def _times(x: Any, y: Any) -> Any:
     return None if x is None or y is None else x * y
 
 
-def _total(terms: Iterable[Any]) -> Any:
-    """Left to right, one term at a time (what jit's compiled additions do)."""
-    return reduce(_plus, terms, None)
+def _conv(a: Series, b: Series, k: int, lo: int, hi: int, w: list[Any] | None = None) -> Any:
+    """``sum_{j=lo..hi} (w_j a_j) b_{k-j}`` one term at a time, left to right (as jit's
+    compiled additions), skipping exact zeros (None, zero weights); None if none is left."""
+    acc = None
+    for j in range(lo, hi + 1):
+        x, y = a[j], b[k - j]
+        if x is not None and y is not None:
+            if w is not None:
+                if w[j] == 0:
+                    continue
+                x = w[j] * x
+            t = x * y
+            acc = t if acc is None else acc + t
+    return acc
 
 
 def _mul(a: Series, b: Series) -> Series:
-    return [_total(_times(a[i], b[k - i]) for i in range(k + 1)) for k in range(len(a))]
+    return [_conv(a, b, k, 0, k) for k in range(len(a))]
+
+
+def _square(y: Series, m: int) -> Any:
+    return _conv(y, y, m, 0, m)
 
 
 def _constant(x: Any, *args: Series) -> Series:
     return [x] + [None] * (len(args[0]) - 1)
-
-
-def _is_constant(s: Series) -> bool:
-    return all(c is None for c in s[1:])
 
 
 def _finite(*series: Series) -> bool:
@@ -98,9 +108,6 @@ def _normal(y: Any) -> bool:
     return bool(_TINY <= y < _inf or -_inf < y <= -_TINY)
 
 
-# The recurrences, on regular points ---------------------------------------------
-
-
 def _flow(a: Series, first: Any, u_of: Callable[[Series, int], Any]) -> Series:
     """Solve ``y' = u(y) a'`` for y's series: ``y_k = sum_j (j/k) a_j u_{k-j}``,
     ``u_of(y, m)`` giving u's m-th coefficient from y's first m+1 ones."""
@@ -108,33 +115,25 @@ def _flow(a: Series, first: Any, u_of: Callable[[Series, int], Any]) -> Series:
     u: Series = []
     for k in range(1, len(a)):
         u.append(u_of(y, k - 1))
-        y.append(_total(_times(_times(j / k, a[j]), u[k - j]) for j in range(1, k + 1)))
+        y.append(_conv(a, u, k, 1, k, [j / k for j in range(k + 1)]))
     return y
 
 
-def _square(y: Series, m: int) -> Any:
-    return _total(_times(y[i], y[m - i]) for i in range(m + 1))
-
-
-# The recurrences that divide by a_0 run on the ratios a_k / a_0, and a power
-# scales its series by its value at the end: near the ends of the float range
-# (x = 1e300) products inside the plain recurrences overflow where no
-# derivative does. (e^a's own products stay in range wherever its derivatives do.)
+# The recurrences that divide by a_0 multiply the ratios a_j / a_0 into the
+# output's own coefficients, so that every product is of the size of the
+# coefficient it makes: ``a_j * y_i / a_0`` overflows at x = 1e300, and
+# ``y_0 * (a_1 / a_0) ** k`` near 0, where the coefficients do not.
 
 
 def _ratios(a: Series, a0: Any) -> Series:
     return [1.0] + [None if c is None else arith.div(c, a0) for c in a[1:]]
 
 
-def _scaled_by(out: Any, z: Series) -> Series:
-    return [out] + [_times(out, c) for c in z[1:]]
-
-
 def _log_series(out: Any, a: Series) -> Series:
     r = _ratios(a, a[0])
     y: Series = [out]
     for k in range(1, len(a)):
-        y.append(_minus(r[k], _total(_times(_times(j / k, y[j]), r[k - j]) for j in range(1, k))))
+        y.append(_minus(r[k], _conv(y, r, k, 1, k - 1, [j / k for j in range(k)])))
     return y
 
 
@@ -143,8 +142,8 @@ def _sin_cos(a: Series, s0: Any, c0: Any) -> tuple[Series, Series]:
     c: Series = [c0]
     for k in range(1, len(a)):
         w = [None] + [_times(j / k, a[j]) for j in range(1, k + 1)]
-        s.append(_total(_times(w[j], c[k - j]) for j in range(1, k + 1)))
-        c.append(_minus(None, _total(_times(w[j], s[k - j]) for j in range(1, k + 1))))
+        s.append(_conv(w, c, k, 1, k))
+        c.append(_minus(None, _conv(w, s, k, 1, k)))
     return s, c
 
 
@@ -154,18 +153,18 @@ def _div(out: Any, a: Series, b: Series) -> Series | None:
     ra, rb = _ratios(a, b[0]), _ratios(b, b[0])
     q: Series = [out]
     for k in range(1, len(a)):
-        q.append(_minus(ra[k], _total(_times(rb[j], q[k - j]) for j in range(1, k + 1))))
+        q.append(_minus(ra[k], _conv(rb, q, k, 1, k)))
     return q
 
 
-def _sqrt(out: Any, a: Series) -> Series | None:
-    if not (a[0] > 0 and _finite(a)):
-        return None
+def _power_series(out: Any, a: Series, p: Any) -> Series:
+    """``y = a ** p``: ``k y_k = sum_j (p j - (k - j)) (a_j / a_0) y_{k-j}``."""
     ra = _ratios(a, a[0])
-    z: Series = [1.0]
+    y: Series = [out]
     for k in range(1, len(a)):
-        z.append(_times(_minus(ra[k], _total(_times(z[j], z[k - j]) for j in range(1, k))), 0.5))
-    return _scaled_by(out, z)
+        acc = _conv(ra, y, k, 1, k, [p * j - (k - j) for j in range(k + 1)])
+        y.append(None if acc is None else acc / k)
+    return y
 
 
 def _is_int(p: Any) -> bool:
@@ -174,7 +173,7 @@ def _is_int(p: Any) -> bool:
 
 def _pow_const(out: Any, a: Series, c: Series) -> Series | None:
     p = c[0]
-    if not _is_constant(c) or type(p) is Expr:
+    if any(x is not None for x in c[1:]) or type(p) is Expr:
         return None  # bound by hand with a varying exponent
     if _is_int(p) and 0 <= p <= 64:  # repeated products: exact, no division by a_0
         y = _constant(1.0, a)
@@ -183,19 +182,16 @@ def _pow_const(out: Any, a: Series, c: Series) -> Series | None:
         return [out] + y[1:]
     if not (-_inf < p < _inf and (a[0] > 0 or _is_int(p) and a[0] != 0) and _normal(out) and _finite(a)):
         return None
-    ra = _ratios(a, a[0])
-    z: Series = [1.0]
-    for k in range(1, len(a)):
-        ws = ((p * j - (k - j), j) for j in range(1, k + 1))
-        acc = _total(_times(_times(w, ra[j]), z[k - j]) for w, j in ws if w != 0)
-        z.append(None if acc is None else acc / k)
-    return _scaled_by(out, z)
+    return _power_series(out, a, p)
 
 
 def _pow(out: Any, a: Series, b: Series) -> Series | None:
+    """``a ** b = a ** b_0 * exp((b - b_0) log a)``, for a_0 > 0: not ``exp(b log a)``,
+    whose large log coefficients cancel (near a_0 = 0) where these multiply."""
     if not (a[0] > 0 and _normal(out) and _finite(a, b)):
-        return None  # x ** y = exp(y log x) needs x > 0
-    return _flow(_mul(b, _log_series(ops.log(a[0]), a)), out, lambda y, m: y[m])
+        return None
+    d = _mul([None] + b[1:], _log_series(ops.log(a[0]), a))
+    return [out] + _mul(_power_series(out, a, b[0]), _flow(d, 1.0, lambda y, m: y[m]))[1:]
 
 
 def _abs(out: Any, a: Series) -> Series:
@@ -238,15 +234,16 @@ _BUILTIN: dict[Primitive, Rule] = {
     arith.abs_: _abs,
     arith.exp: _smooth(lambda out, a: _flow(a, out, lambda y, m: y[m])),
     arith.log: lambda out, a: _log_series(out, a) if a[0] != 0 and _finite(a) else None,
+    # tanh' = 1 - tanh^2, sigmoid' = sigmoid - sigmoid^2
     ops.tanh: _smooth(lambda out, a: _flow(a, out, lambda y, m: _minus(None if m else 1.0, _square(y, m)))),
     ops.sigmoid: _smooth(lambda out, a: _flow(a, out, lambda y, m: _minus(y[m], _square(y, m)))),
-    ops.sqrt: _sqrt,
+    ops.sqrt: lambda out, a: _power_series(out, a, 0.5) if a[0] > 0 and _normal(out) and _finite(a) else None,
     ops.sin: _smooth(lambda out, a: _sin_cos(a, out, ops.cos(a[0]))[0]),
     ops.cos: _smooth(lambda out, a: _sin_cos(a, ops.sin(a[0]), out)[1]),
     ops.relu: lambda out, a: [out] + a[1:] if a[0] > 0 else _constant(out, a),
     ops.maximum: lambda out, a, b: _select(out, a, b, arith.share(a[0], b[0])),
     ops.minimum: lambda out, a, b: _select(out, a, b, arith.share(b[0], a[0])),
-    arith.sum_p: lambda out, *xs: [out] + [_total(col) for col in zip(*(s[1:] for s in xs))],
+    arith.sum_p: lambda out, *xs: [out] + [reduce(_plus, col) for col in zip(*(s[1:] for s in xs))],
     arith.dot_p: _dot,
     **{p: _constant for p in (arith.step, arith.sign, arith.share, arith.nonzero, ops.stop_gradient_p)},
 }
@@ -360,7 +357,7 @@ def _by_rule(prim: Primitive, rule: Rule, where: str, args: list[Series], out: A
 
 
 def _node_series(prim: Primitive, args: list[Series], out: Any) -> Series:
-    if all(_is_constant(s) for s in args):
+    if all(c is None for s in args for c in s[1:]):
         return _constant(out, *args)  # no input varies with x
     if prim.taylor is not None:
         return _by_rule(prim, prim.taylor, "its taylor=", args, out)
