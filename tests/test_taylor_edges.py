@@ -326,6 +326,24 @@ def test_derivatives_agree_with_nested_grad_on_programs_of_every_primitive(f: Pr
     agrees(f, x, 4)
 
 
+FOUND = [
+    # exp(b log a) cancelled log's large coefficients near a = 0: f'' was 0.0 for -249.7.
+    (Program((("exp", (0,)), ("pow", (0, 1)))), 2.2258191693909766e-55),
+    # y_0 (a_1 / a_0) ** 4 overflowed where the 4th coefficient does not: -inf for -7.3e304.
+    (Program((("add", (0, 0)), ("pow_0.5", (0,)), ("add", (0, 2)))), 7.741506022805106e-88),
+    (Program((("pow_0.5", (0,)),)), 7.7e-88),
+    # (w a_j) y_{k-j} / a_0 overflowed at 1e300 where (w a_j / a_0) y_{k-j} does not.
+    (Program((("pow_1.5", (0,)),)), 1e300),
+]
+
+
+@pytest.mark.parametrize(("f", "x"), FOUND)
+def test_cases_the_property_found(f: Program, x: float) -> None:
+    agrees(f, x, 4)
+    got = fg.derivatives(f, 4)(x)
+    assert all(math.isclose(got[k], nested(f, k)(x), rel_tol=1e-9) for k in range(1, 5)), got
+
+
 def bits(xs: list[Any]) -> list[bytes]:
     # Every bit but a nan's sign and payload, which IEEE leaves unspecified (math.nan
     # is positive, x86's inf - inf negative; fgrad's eager and compiled grad differ there).
