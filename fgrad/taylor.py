@@ -15,10 +15,11 @@ infinities included. What keeps it so at the edges:
   a node's series is derived exactly: nested differentiation in t, by the
   primitive's own vjp (or jvp) rule, of ``prim(a_1(t), ..., a_m(t))``, each
   input polynomial a primitive whose j-th derivative at 0 is ``j! a_ij``.
-- A nan in the result (0 * inf, a domain error) sends the tape to nested
-  differentiation, which adds cotangents before it multiplies and may find a
-  value (``(1 + x) * inf`` at x = 0, where a series has ``1 * inf + 0 * inf``),
-  at nested grad's cost.
+- A derivative that is inf or nan sends the tape to nested differentiation:
+  infinities meet in another order there (it adds cotangents before it
+  multiplies: ``(1 + x) * inf`` at x = 0, where a series has ``1 * inf + 0 *
+  inf``), so they may give another value. That costs what nested grad costs,
+  and is done up to order 10 (beyond, Taylor mode's own values stand).
 - Sums add one term at a time, left to right (``sum()`` of floats is
   compensated since Python 3.12), so jit's compiled code gives the same bits.
 
@@ -48,6 +49,7 @@ Rule = Callable[..., Any]
 _inf = math.inf
 _TINY = 2.2250738585072014e-308  # the smallest normal float
 _MAX_ORDER = 170  # 171! is beyond the largest float
+_NESTED_MAX_ORDER = 10  # nested differentiation of a whole tape costs exponentially more
 _FACTORIAL = [float(math.factorial(k)) for k in range(_MAX_ORDER + 1)]
 
 
@@ -129,6 +131,12 @@ def _ratios(a: Series, a0: Any) -> Series:
     return [1.0] + [None if c is None else arith.div(c, a0) for c in a[1:]]
 
 
+def _in_range(s: Series) -> Series | None:
+    # From finite inputs, an inf (or nan) coefficient is a product out of range (log's
+    # a_0 ** -k near 0): the exact series then.
+    return s if _finite(s[1:]) else None
+
+
 def _log_series(out: Any, a: Series) -> Series:
     r = _ratios(a, a[0])
     y: Series = [out]
@@ -154,7 +162,7 @@ def _div(out: Any, a: Series, b: Series) -> Series | None:
     q: Series = [out]
     for k in range(1, len(a)):
         q.append(_minus(ra[k], _conv(rb, q, k, 1, k)))
-    return q
+    return _in_range(q)
 
 
 def _power_series(out: Any, a: Series, p: Any) -> Series:
@@ -167,22 +175,19 @@ def _power_series(out: Any, a: Series, p: Any) -> Series:
     return y
 
 
-def _is_int(p: Any) -> bool:
-    return isinstance(p, numbers.Integral) or (isinstance(p, float) and p.is_integer())
-
-
 def _pow_const(out: Any, a: Series, c: Series) -> Series | None:
     p = c[0]
     if any(x is not None for x in c[1:]) or type(p) is Expr:
         return None  # bound by hand with a varying exponent
-    if _is_int(p) and 0 <= p <= 64:  # repeated products: exact, no division by a_0
+    whole = isinstance(p, numbers.Integral) or (isinstance(p, float) and p.is_integer())
+    if whole and 0 <= p <= 64:  # repeated products: exact, no division by a_0
         y = _constant(1.0, a)
         for _ in range(int(p)):
             y = _mul(y, a)
         return [out] + y[1:]
-    if not (-_inf < p < _inf and (a[0] > 0 or _is_int(p) and a[0] != 0) and _normal(out) and _finite(a)):
+    if not (-_inf < p < _inf and (a[0] > 0 or whole and a[0] != 0) and _normal(out) and _finite(a)):
         return None
-    return _power_series(out, a, p)
+    return _in_range(_power_series(out, a, p))
 
 
 def _pow(out: Any, a: Series, b: Series) -> Series | None:
@@ -191,7 +196,7 @@ def _pow(out: Any, a: Series, b: Series) -> Series | None:
     if not (a[0] > 0 and _normal(out) and _finite(a, b)):
         return None
     d = _mul([None] + b[1:], _log_series(ops.log(a[0]), a))
-    return [out] + _mul(_power_series(out, a, b[0]), _flow(d, 1.0, lambda y, m: y[m]))[1:]
+    return _in_range([out] + _mul(_power_series(out, a, b[0]), _flow(d, 1.0, lambda y, m: y[m]))[1:])
 
 
 def _abs(out: Any, a: Series) -> Series:
@@ -218,9 +223,6 @@ def _dot(out: Any, *args: Series) -> Series:
     return [out] + total[1:]
 
 
-def _smooth(series_of: Callable[[Any, Series], Series]) -> Rule:
-    return lambda out, a: series_of(out, a) if _finite(a) else None
-
 # Built-in rules: ``rule(out, *series)``, ``out`` being the node's value; None
 # means "not regular here": the series is then derived exactly.
 _BUILTIN: dict[Primitive, Rule] = {
@@ -232,14 +234,14 @@ _BUILTIN: dict[Primitive, Rule] = {
     arith.pow_const: _pow_const,
     arith.pow_: _pow,
     arith.abs_: _abs,
-    arith.exp: _smooth(lambda out, a: _flow(a, out, lambda y, m: y[m])),
-    arith.log: lambda out, a: _log_series(out, a) if a[0] != 0 and _finite(a) else None,
+    arith.exp: lambda out, a: _flow(a, out, lambda y, m: y[m]),
+    arith.log: lambda out, a: _in_range(_log_series(out, a)) if a[0] != 0 and _finite(a) else None,
     # tanh' = 1 - tanh^2, sigmoid' = sigmoid - sigmoid^2
-    ops.tanh: _smooth(lambda out, a: _flow(a, out, lambda y, m: _minus(None if m else 1.0, _square(y, m)))),
-    ops.sigmoid: _smooth(lambda out, a: _flow(a, out, lambda y, m: _minus(y[m], _square(y, m)))),
-    ops.sqrt: lambda out, a: _power_series(out, a, 0.5) if a[0] > 0 and _normal(out) and _finite(a) else None,
-    ops.sin: _smooth(lambda out, a: _sin_cos(a, out, ops.cos(a[0]))[0]),
-    ops.cos: _smooth(lambda out, a: _sin_cos(a, ops.sin(a[0]), out)[1]),
+    ops.tanh: lambda out, a: _flow(a, out, lambda y, m: _minus(None if m else 1.0, _square(y, m))),
+    ops.sigmoid: lambda out, a: _flow(a, out, lambda y, m: _minus(y[m], _square(y, m))),
+    ops.sqrt: lambda out, a: _pow_const(out, a, _constant(0.5, a)),
+    ops.sin: lambda out, a: _sin_cos(a, out, ops.cos(a[0]))[0],
+    ops.cos: lambda out, a: _sin_cos(a, ops.sin(a[0]), out)[1],
     ops.relu: lambda out, a: [out] + a[1:] if a[0] > 0 else _constant(out, a),
     ops.maximum: lambda out, a, b: _select(out, a, b, arith.share(a[0], b[0])),
     ops.minimum: lambda out, a, b: _select(out, a, b, arith.share(b[0], a[0])),
@@ -359,11 +361,9 @@ def _by_rule(prim: Primitive, rule: Rule, where: str, args: list[Series], out: A
 def _node_series(prim: Primitive, args: list[Series], out: Any) -> Series:
     if all(c is None for s in args for c in s[1:]):
         return _constant(out, *args)  # no input varies with x
-    if prim.taylor is not None:
-        return _by_rule(prim, prim.taylor, "its taylor=", args, out)
-    rule = TAYLOR_RULES.get(prim)
+    rule = prim.taylor or TAYLOR_RULES.get(prim)
     if rule is not None:
-        return _by_rule(prim, rule, "in fgrad.taylor.TAYLOR_RULES", args, out)
+        return _by_rule(prim, rule, "its taylor=" if prim.taylor else "in taylor.TAYLOR_RULES", args, out)
     builtin = _BUILTIN.get(prim)
     got = None if builtin is None else builtin(out, *args)
     return _exact(prim, args, out) if got is None else got
@@ -426,8 +426,8 @@ def _taylor(tr: Any, x: Expr, out: Expr, order: int) -> list[Any]:
         args = [series[a.seq] if type(a) is Expr and a.trace is tr else [a] + [None] * order for a in nd.args]
         series[nd.seq] = _node_series(prim, args, nd.value)
     ds = [0.0 if c is None else c if k < 2 else c * _FACTORIAL[k] for k, c in enumerate(series[out.seq])]
-    if any(d != d for d in ds[1:]) and all(prim.vjp is not None for _, prim in nodes):
-        # nan, where nested grad may find a value (see the module doc): its answer, then.
+    if order <= _NESTED_MAX_ORDER and not _finite(ds[1:]) and all(p.vjp is not None for _, p in nodes):
+        # where infinities meet, nested grad's grouping may find another value (module doc)
         nested = _nested(_replay(tr, x, nodes), x.value, order, True)
         ds = [out.value] + [0.0 if d is None else d for d in nested]
     return ds
