@@ -106,7 +106,7 @@ def _finite(*series: Series) -> bool:
 
 
 def _normal(y: Any) -> bool:
-    # A power's series is scaled by its value: wrong where that alone over- or underflowed.
+    # A power's series grows from its value: wrong where that alone over- or underflowed.
     return bool(_TINY <= y < _inf or -_inf < y <= -_TINY)
 
 
@@ -378,8 +378,9 @@ def derivatives(f: Callable[[Any], Any], order: int) -> Callable[[Any], list[Any
 
     Returns:
         A function returning the ``order + 1`` derivatives at ``x``: ``f(x)``
-        itself, then nested ``grad``'s derivatives wherever those are not nan.
-        It composes with the other transforms (``x`` may be a traced value).
+        itself, then the ones nested ``grad`` gives wherever those are not nan
+        (infinities included, to order 10: see the module doc). It composes
+        with the other transforms (``x`` may be a traced value).
 
     >>> [round(d, 12) for d in derivatives(lambda x: x ** 3, order=4)(2.0)]
     [8.0, 12.0, 12.0, 6.0, 0.0]
@@ -428,12 +429,12 @@ def _taylor(tr: Any, x: Expr, out: Expr, order: int) -> list[Any]:
     ds = [0.0 if c is None else c if k < 2 else c * _FACTORIAL[k] for k, c in enumerate(series[out.seq])]
     if order <= _NESTED_MAX_ORDER and not _finite(ds[1:]) and all(p.vjp is not None for _, p in nodes):
         # where infinities meet, nested grad's grouping may find another value (module doc)
-        nested = _nested(_replay(tr, x, nodes), x.value, order, True)
+        nested = _nested(_replay(tr, x, out, nodes), x.value, order, True)
         ds = [out.value] + [0.0 if d is None else d for d in nested]
     return ds
 
 
-def _replay(tr: Any, x: Expr, nodes: list[tuple[Expr, Primitive]]) -> Callable[[Any], Any]:
+def _replay(tr: Any, x: Expr, out: Expr, nodes: list[tuple[Expr, Primitive]]) -> Callable[[Any], Any]:
     """The recorded nodes as a function of x (with the branches f took)."""
 
     def replay(t: Any) -> Any:
@@ -441,6 +442,6 @@ def _replay(tr: Any, x: Expr, nodes: list[tuple[Expr, Primitive]]) -> Callable[[
         for nd, prim in nodes:
             values[nd.seq] = bind(prim, *(values[a.seq] if type(a) is Expr and a.trace is tr else a
                                           for a in nd.args))
-        return values[nodes[-1][0].seq]
+        return values[out.seq]
 
     return replay
