@@ -23,7 +23,7 @@ from .core import Number, Primitive, bind
 
 __all__ = [
     "add", "sub", "mul", "div", "neg", "pow_const", "pow_", "abs_", "exp", "log",
-    "step", "sign", "share", "nonzero", "mul_log", "scaled", "sum_p", "dot_p", "floordiv", "mod",
+    "step", "sign", "share", "pow_log", "sum_p", "dot_p", "floordiv", "mod",
 ]
 
 _inf = math.inf
@@ -136,11 +136,6 @@ def _share_impl(x: Number, y: Number) -> float:
     return 0.0 if y > x else 0.5
 
 
-def scaled(g: Any, w: Any) -> Any:
-    """``g * w`` (transitional alias; the rules now multiply directly)."""
-    return g * w
-
-
 # Piecewise-constant helpers for rules at kinks. Rules multiply by these
 # instead of branching on values, so a traced rule holds no data-dependent
 # branch (jit would otherwise guard on, and recompile for, every sign
@@ -216,10 +211,10 @@ pow_const: Primitive = Primitive(
 pow_: Primitive = Primitive(
     "pow",
     impl=_pow_impl,
-    vjp=lambda g, out, x, y: (g * _dpow_dbase(x, y), g * _dpow_dexponent(out, x)),
+    vjp=lambda g, out, x, y: (g * _dpow_dbase(x, y), g * _dpow_dexponent(x, y)),
     jvp=lambda dxs, out, x, y: _add_tangents(
         None if dxs[0] is None else dxs[0] * _dpow_dbase(x, y),
-        None if dxs[1] is None else dxs[1] * _dpow_dexponent(out, x),
+        None if dxs[1] is None else dxs[1] * _dpow_dexponent(x, y),
     ),
 )
 abs_ = Primitive(
@@ -241,37 +236,59 @@ def _dpow_dx(x: Any, c: Any) -> Any:
 
 
 def _dpow_dbase(x: Any, y: Any) -> Any:
-    return y * pow_(x, y - 1.0)
+    return bind(pow_log, y, x, y - 1.0, 0)
 
 
-def _dpow_dexponent(out: Any, x: Any) -> Any:
-    # d/dy x ** y = x ** y log x; at x = 0 take the limit 0 (as JAX does)
-    # rather than 0 * -inf = nan. A primitive, not an ``if``: no branch on
-    # a traced value (jit guards, vmap batches).
-    return bind(mul_log, out, x)
+def _dpow_dexponent(x: Any, y: Any) -> Any:
+    return bind(pow_log, 1.0, x, y, 1)
 
 
-def _mul_log_impl(a: Number, x: Number) -> float:
-    return 0.0 if x == 0 else a * _log_impl(x)
+# The derivatives of x ** y are the terms c * x ** y * log(x) ** k, one
+# primitive with rules of its own so that every order and every order of
+# differentiation meet the same two conventions:
+#   - a term whose coefficient c is 0 is 0, even where x ** y is inf (so
+#     d/dx x ** y = 0 at y = 0: x ** 0 is the constant 1, as in JAX);
+#   - a term with a factor log(x) (k >= 1) is 0 at x = 0 (so d/dy x ** y = 0
+#     at x = 0, as in JAX). It is a convention, not a limit (x ** y * log(x)
+#     tends to -inf as x -> 0+ when y <= 0), and it holds for every term:
+#     both orders of d2/dxdy x ** y give x ** (y - 1) at x = 0 (inf at y = 0).
+# Its rules are pow_log again, with k a constant int, never differentiated.
 
 
-mul_log: Primitive = Primitive(
-    "mul_log",
-    impl=_mul_log_impl,
-    vjp=lambda g, out, a, x: (bind(mul_log, g, x), scaled(div(g * a, x), nonzero(x))),
-    jvp=lambda dxs, out, a, x: _add_tangents(
-        None if dxs[0] is None else bind(mul_log, dxs[0], x),
-        None if dxs[1] is None else scaled(div(a * dxs[1], x), nonzero(x)),
-    ),
+def _pow_log_impl(c: Number, x: Number, y: Number, k: int) -> float:
+    if c == 0 or (k and x == 0):
+        return 0.0
+    out = c * _pow_impl(x, y)
+    for _ in range(k):
+        out = out * _log_impl(x)
+    return out
+
+
+def _pow_log_partials(c: Any, x: Any, y: Any, k: int) -> tuple[Any, Any, Any]:
+    """d/dc, d/dx, d/dy of ``c * x ** y * log(x) ** k``."""
+    dx = bind(pow_log, c * y, x, y - 1.0, k)
+    if k:
+        dx = dx + bind(pow_log, c * k, x, y - 1.0, k - 1)
+    return bind(pow_log, 1.0, x, y, k), dx, bind(pow_log, c, x, y, k + 1)
+
+
+def _pow_log_jvp(dxs: tuple[Any, ...], c: Any, x: Any, y: Any, k: int) -> Any:
+    total = None
+    for d, partial in zip(dxs, _pow_log_partials(c, x, y, k)):
+        if d is not None:
+            total = _add_tangents(total, d * partial)
+    return total
+
+
+pow_log: Primitive = Primitive(
+    "pow_log",
+    impl=_pow_log_impl,
+    vjp=lambda g, out, c, x, y, k: (*(g * p for p in _pow_log_partials(c, x, y, k)), None),
+    jvp=lambda dxs, out, c, x, y, k: _pow_log_jvp(dxs, c, x, y, k),
+    symbolic_zeros=True,
 )
-"""``a * log(x)``, and 0 where ``x == 0``."""
-nonzero: Primitive = Primitive(
-    "nonzero",
-    impl=lambda x: 0.0 if x == 0 else 1.0,
-    vjp=lambda g, out, x: (None,),
-    jvp=lambda dxs, out, x: None,
-)
-"""``1.0``, or ``0.0`` where ``x == 0``."""
+"""``c * x ** y * log(x) ** k`` for a constant int ``k``: 0 where ``c == 0``,
+and for ``k >= 1`` also where ``x == 0``."""
 
 
 def _add_tangents(a: Any, b: Any) -> Any:

@@ -213,6 +213,13 @@ def _sigmoid(x: Any) -> Any:
     return _np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
+def _pow_log(c: Any, x: Any, y: Any, k: int) -> Any:
+    out = c * _np.power(x, y)
+    for _ in range(k):
+        out = out * _np.log(x)
+    return _np.where((c == 0) | ((x == 0) & (k > 0)), 0.0, out)
+
+
 def _round_vectorized(x: Any, ndigits: int) -> Any:
     if ndigits == 0:
         return _np.round(x)  # round half to even, as Python's round(x, 0), signs included
@@ -230,8 +237,7 @@ def _register(np: Any) -> None:
         arith.abs_: np.abs,
         arith.step: lambda x: (x > 0) * 1.0,
         arith.sign: np.sign,
-        arith.nonzero: lambda x: (x != 0) * 1.0,
-        arith.mul_log: lambda a, x: np.where(x == 0, 0.0, a * np.log(x)),
+        arith.pow_log: _pow_log,
         arith.share: lambda x, y: np.where(x > y, 1.0, np.where(y > x, 0.0, 0.5)),
         ops.tanh: np.tanh,
         ops.relu: _relu,

@@ -258,7 +258,9 @@ class Primitive:
             over the examples instead.
         taylor: ``taylor(*series)`` maps the truncated Taylor series of the
             inputs (lists ``[c0, c1, ..., cn]`` of coefficients, ``ck`` the
-            k-th derivative over k!) to the output's, for ``fg.derivatives``.
+            k-th derivative over k!, ``0.0`` for a zero) to the output's, for
+            ``fg.derivatives``; the result's ``c0`` is replaced by the value,
+            and a result of the wrong length or type raises a TypeError.
             Without it, Taylor mode derives the series exactly from the
             primitive's other rules (slower at high orders).
         symbolic_zeros: the jvp rule receives None (not ``0.0``) for inputs

@@ -25,11 +25,10 @@ from .arith import (
     floordiv,
     log,
     mul,
-    mul_log,
     neg,
-    nonzero,
     pow_,
     pow_const,
+    pow_log,
     share,
     sign,
     step,
@@ -50,6 +49,13 @@ _nan = math.nan
 
 def power(x: Any, y: Any) -> Any:
     """``x ** y`` with IEEE results (``0 ** -1 = inf``, ``(-8) ** 0.5 = nan``).
+
+    At ``x = 0`` its derivatives follow two conventions, at every order and in
+    either order of differentiation: a term with a factor ``log(x)`` is 0
+    (``d/dy x ** y = 0``, as in JAX) and a term with a zero coefficient is 0
+    (``d/dx x ** 0 = 0``); so both orders of ``d2/dxdy`` give ``0 ** (y - 1)``
+    there (inf at ``y = 0``). These are conventions, not limits:
+    ``x ** y * log(x)`` tends to -inf as ``x -> 0+`` when ``y <= 0``.
 
     >>> power(0.0, -1.0), power(2.0, 10)
     (inf, 1024.0)
@@ -385,7 +391,7 @@ PRIMITIVES: dict[str, Primitive] = {
 PRIMITIVES["mod"] = mod_p
 PRIMITIVES["pow_const"] = pow_const
 PRIMITIVES["stop_gradient"] = stop_gradient_p
-PRIMITIVES.update({"step": step, "sign": sign, "share": share, "mul_log": mul_log, "nonzero": nonzero})
+PRIMITIVES.update({"step": step, "sign": sign, "share": share, "pow_log": pow_log})
 for _p in PRIMITIVES.values():
     _p.symbolic_zeros = True  # fgrad's own jvp rules skip the work of inputs without a tangent
 

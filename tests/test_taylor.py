@@ -115,12 +115,12 @@ def test_a_user_primitive_without_a_taylor_rule_works_by_composition() -> None:
     assert agree(fg.derivatives(softplus, order=4)(0.0), [math.log(2.0), 0.5, 0.25, 0.0, -0.125], 1e-12)
 
 
-def test_a_user_primitive_of_two_inputs_without_a_rule_is_named() -> None:
+def test_a_user_primitive_of_two_inputs_without_a_rule_works_by_its_own_rules() -> None:
+    # (More arities, rules, errors and transforms in test_taylor_edges.py.)
     times = fg.Primitive(
         "times", impl=lambda x, y: x * y, vjp=lambda g, out, x, y: (g * y, g * x)
     )
-    with pytest.raises(TypeError, match="primitive 'times' has no Taylor rule.*TAYLOR_RULES"):
-        fg.derivatives(lambda x: times(x, x), order=2)(0.3)
+    assert fg.derivatives(lambda x: times(x, x), order=3)(0.3) == fg.derivatives(lambda x: x * x, 3)(0.3)
 
 
 def test_derivatives_compose_with_other_transforms() -> None:
