@@ -30,7 +30,7 @@ from pyrsistent import PMap, PVector, pmap, pvector
 
 from .tree import TreeDef, treedef_equal
 from .tree import walk as _walk
-from .tree.kinds import _KEEP_TYPE, _dataclass_fields, _Rebuild, _trusted
+from .tree.kinds import _KEEP_TYPE, _dataclass_fields, _Ordered, _Rebuild, _trusted
 from .tree.shape import _Leaves
 
 __all__ = ["unflattener", "flattener", "FlattenCache", "MAX_LEAVES", "MIN_LEAVES", "MAX_DEPTH"]
@@ -84,7 +84,7 @@ class _Source:
     def run(self, name: str) -> Callable[..., Any]:
         namespace: dict[str, Any] = {
             "K": tuple(self.consts), "MAKE": _make, "MAKE_PLAIN": _make_plain, "PV": pvector, "PM": pmap,
-            "DICT": dict, "LIST": list, "TNEW": tuple.__new__, "ZIP": zip, "TYPE": type, "LEN": len,
+            "DICT": dict, "LIST": list, "TUPLE": tuple, "TNEW": tuple.__new__, "ZIP": zip, "TYPE": type, "LEN": len,
             "FLOAT": float, "SET": set, "MAP": map, "FLOATS": frozenset({float}), "STRS": frozenset({str}),
             "ALL": all, "IS": operator.is_,
         }
@@ -128,7 +128,12 @@ def _unflattener(td: TreeDef, persistent: bool) -> Callable[[Sequence[Any]], Any
         if kind == "map":
             d = f"DICT(ZIP({src.const(t.meta)}, {kids}))"
             pm = t.node_type is PMap or (persistent and not keep)
-            expr = f"PM({d})" if pm else f"{src.const(t.node_type)}({d})"
+            if _ordered_dict(t.node_type) and not pm:  # straight into its own order
+                order = t.node_type.order
+                keys = src.const(tuple(t.meta[i] for i in order))
+                expr = f"DICT(ZIP({keys}, {src.const(operator.itemgetter(*order))}({kids})))"
+            else:
+                expr = f"PM({d})" if pm else f"{src.const(t.node_type)}({d})"
         elif kind == "list":
             pv = t.node_type is PVector or (persistent and not keep)
             expr = f"PV({kids})" if pv else f"{src.const(t.node_type)}({kids})"
@@ -180,7 +185,7 @@ def _compilable(td: TreeDef, flatten: bool) -> bool:
         node_type = t.node_type
         if flatten:
             if t.kind in ("list", "map"):
-                if not any(node_type is c for c in _FLAT_TYPES):
+                if not (any(node_type is c for c in _FLAT_TYPES) or _ordered_dict(node_type)):
                     return False
             elif isinstance(node_type, _Rebuild):
                 return False
@@ -190,6 +195,11 @@ def _compilable(td: TreeDef, flatten: bool) -> bool:
         if type(t.children) is not _Leaves:
             stack.extend((c, depth + 1) for c in t.children)
     return True
+
+
+def _ordered_dict(node_type: Any) -> bool:
+    """A plain dict in an insertion order of its own (``tree.kinds._Ordered``)."""
+    return isinstance(node_type, _Ordered) and node_type.cls is dict
 
 
 def _plain_fields(cls: type, fields: tuple[str, ...]) -> bool:
@@ -246,6 +256,9 @@ def _flattener(td: TreeDef) -> Callable[[Any], list[Any] | None] | None:
             # concrete type pyrsistent makes; any other falls back.
             concrete: type = type(pvector()) if t.node_type is PVector else type(pmap())
             lines.append(f"    if TYPE({var}) is not {src.const(concrete)}: return None")
+        elif _ordered_dict(t.node_type):  # a dict, in this insertion order
+            in_order = tuple(t.meta[i] for i in t.node_type.order)
+            lines.append(f"    if TYPE({var}) is not DICT or TUPLE({var}) != {src.const(in_order)}: return None")
         else:
             lines.append(f"    if TYPE({var}) is not {src.const(t.node_type)}: return None")
         if t.kind == "dataclass":

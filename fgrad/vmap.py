@@ -44,7 +44,7 @@ from .batching import (
     stack_p,
 )
 from .core import Expr, Trace, _active, bind, make_node, protected
-from .tree import tree_flatten, tree_unflatten
+from .tree import tree_flatten, tree_unflatten, treedef_key
 
 __all__ = ["vmap", "Batched"]
 
@@ -207,11 +207,15 @@ def _batched_call(
             continue
         flats = [tree_flatten(ex[k]) for ex in examples]
         td = flats[0][1]
-        if any(fl[1] != td for fl in flats):
-            return None  # examples of different structures: the loop handles them
+        try:
+            key = treedef_key(td)  # strict: 0.0 and -0.0, 1 and True as static values or keys differ
+            if any(fl[1] is not td and treedef_key(fl[1]) != key for fl in flats):
+                return None  # examples of different structures: the loop handles them
+        except TypeError:
+            return None  # an unhashable static value: the loop says so, if it matters
         columns = []
-        for k in range(td.num_leaves):
-            leaves = [fl[0][k] for fl in flats]
+        for j in range(td.num_leaves):
+            leaves = [fl[0][j] for fl in flats]
             for x in leaves:
                 if not (type(x) is Expr or _exact_double(x)) or is_batch(x):
                     return None  # e.g. a huge int or a float32: its own arithmetic, in the loop

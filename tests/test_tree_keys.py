@@ -200,7 +200,8 @@ def test_treedef_key_is_flat_and_serves_as_a_cache_key() -> None:
     key = key_of({"w": [1.0, {"x": (2.0,)}], "b": Tagged(1.0, "t")})
     assert not any(isinstance(token, TreeDef) for token in key.tokens)
     cache = {key: "hit"}
-    assert cache[key_of({"b": Tagged(5.0, "t"), "w": [0.0, {"x": (7.0,)}]})] == "hit"
+    assert cache[key_of({"w": [0.0, {"x": (7.0,)}], "b": Tagged(5.0, "t")})] == "hit"
+    assert key_of({"b": Tagged(5.0, "t"), "w": [0.0, {"x": (7.0,)}]}) not in cache  # another order
     assert key_of({"w": [1.0, {"x": (2.0,)}], "b": Tagged(1.0, "u")}) not in cache
 
 

@@ -397,3 +397,51 @@ def test_constants_numpy_combines_as_floats_still_batch():
     third = fg.vmap(lambda w, x: w * x * Fraction(1, 3), in_axes=(None, 0))
     g = fg.jit(lambda w: fg.sum(third(w, [1.0, 2.0])))
     assert g(0.6) == 0.6 * 1.0 * Fraction(1, 3) + 0.6 * 2.0 * Fraction(1, 3) and not is_batched(g, 0.6)
+
+
+def test_examples_whose_static_values_or_keys_differ_only_in_type_or_sign_are_not_merged():
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class E:
+        x: float
+        s: float = fg.static_field()
+
+    def f(e):
+        return e.x * math.copysign(1.0, e.s)
+
+    examples = [E(1.0, 0.0), E(2.0, -0.0)]
+    want = fg.vmap(f, backend="loop")(examples)
+    assert want == (1.0, -2.0)
+    assert fg.jit(lambda es: fg.vmap(f)(es))(examples) == want
+
+    def g(d):
+        (k, v), = d.items()
+        return v * {int: 1.0, bool: 10.0, float: 100.0}[type(k)]
+
+    keyed = [{1: 1.0}, {True: 2.0}, {1.0: 3.0}]
+    assert fg.jit(lambda ds: fg.vmap(g)(ds))(keyed) == fg.vmap(g, backend="loop")(keyed) == (1.0, 20.0, 300.0)
+
+
+def test_examples_nested_500_deep_batch_without_recursion():
+    def deep(x, n=500):
+        for _ in range(n):
+            x = [x]
+        return x
+
+    f = fg.jit(lambda a, b: fg.vmap(lambda t: fg.tree_leaves(t)[0] * 2.0)([a, b]))
+    assert f(deep(1.0), deep(2.0)) == (2.0, 4.0)
+
+
+def test_a_function_iterating_a_dict_sees_its_order_under_every_transform():
+    p = {"b": 1.0, "a": 2.0}
+
+    def first(p):
+        return next(iter(p.values())) * 3.0 + p["a"]
+
+    assert first(p) == fg.jit(first)(p) == 5.0
+    assert fg.grad(first)(p) == fg.jit(fg.grad(first))(p) == {"b": 3.0, "a": 1.0}
+    xs = [{"b": 1.0, "a": 2.0}, {"b": 3.0, "a": 4.0}]
+    assert fg.jit(lambda xs: fg.vmap(first)(xs))(xs) == fg.vmap(first)(xs) == (5.0, 13.0)
+    order = fg.jit(lambda p: p)(p)
+    assert list(order) == ["b", "a"]

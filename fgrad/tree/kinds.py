@@ -101,9 +101,10 @@ def _classify(x: Any) -> str:
     elif issubclass(t, list):
         kind = _LIST
     elif issubclass(t, dict):
-        kind = _MAP
-        if issubclass(t, (OrderedDict, defaultdict)):
-            node_type = _PER_INSTANCE
+        # Per instance: a dict is rebuilt in its own insertion order (its
+        # leaves flatten in sorted key order), so that a function iterating
+        # it sees under a transform what it sees on floats.
+        kind, node_type = _MAP, _PER_INSTANCE
     elif t in _PLAIN_PVECTORS:
         kind, node_type = _LIST, PVector
     elif t is PMap:
@@ -237,15 +238,14 @@ class _DefaultDict(_Rebuild):
 
 @dataclass(frozen=True)
 class _Ordered(_Rebuild):
-    """An OrderedDict (or subclass) whose order is not the sorted one: its
-    keys' positions in the sorted order, in its order (OrderedDicts in other
+    """A dict (or subclass, OrderedDict too) whose order is not the sorted
+    one: its keys' positions in the sorted order, in its order (dicts in other
     orders are unequal, so the order is part of the structure)."""
 
     order: tuple[int, ...]
 
     def __call__(self, items: dict[Any, Any]) -> Any:
-        pairs = list(items.items())
-        return self.cls([pairs[i] for i in self.order])
+        return self.cls(operator.itemgetter(*self.order)(list(items.items())))
 
 
 @dataclass(frozen=True)
@@ -273,6 +273,12 @@ _KEEP_TYPE = (_CheckedMap, _CheckedVector)  # already persistent: kept in persis
 
 
 def _instance_node_type(x: Any, keys: tuple[Any, ...]) -> Any:
+    if type(x) is dict:  # the common case, first
+        if tuple(x) == keys:
+            return dict  # in sorted order already
+        if _STRS.issuperset(map(type, keys)):  # (equal strs are interchangeable: safe to hash)
+            where = dict(zip(keys, range(len(keys))))
+            return _ordered(dict, tuple(map(where.__getitem__, x)))
     if isinstance(x, CheckedPVector):
         return _CheckedVector(type(x))
     if isinstance(x, (PRecord, CheckedPMap)):
@@ -282,10 +288,26 @@ def _instance_node_type(x: Any, keys: tuple[Any, ...]) -> Any:
     where = {id(k): i for i, k in enumerate(keys)}  # (the very key objects: no __eq__ called)
     order = tuple(where.get(id(k), -1) for k in x.keys())
     if order == tuple(range(len(keys))):
-        return type(x)
+        return type(x)  # in sorted order already
     if -1 in order or len(order) != len(keys):
         raise _Refused(f"the {type(x).__name__}'s keys() gave other keys on a second call")
-    return _Ordered(type(x), order)
+    return _ordered(type(x), order)
+
+
+_STRS = frozenset({str})
+_ordered_made: dict[tuple[type, tuple[int, ...]], _Ordered] = {}
+
+
+def _ordered(cls: type, order: tuple[int, ...]) -> _Ordered:
+    """The node type of a dict in this order, made once (a dict met on every
+    call of a step is in the same order every time)."""
+    key = (cls, order)
+    made = _ordered_made.get(key)
+    if made is None:
+        if len(_ordered_made) >= 256:
+            _ordered_made.clear()
+        made = _ordered_made[key] = _Ordered(cls, order)
+    return made
 
 
 class _BadTreeDef(Exception):
@@ -299,7 +321,8 @@ class _Unfaithful(Exception):
 def _trusted(node_type: Any) -> bool:
     """Rebuilt by a constructor known to keep the items given."""
     if isinstance(node_type, _Rebuild):
-        return type(node_type) in _KEEP_TYPE or node_type.cls is OrderedDict or node_type.cls is defaultdict
+        cls = node_type.cls
+        return type(node_type) in _KEEP_TYPE or cls is dict or cls is OrderedDict or cls is defaultdict
     return node_type is OrderedDict
 
 
