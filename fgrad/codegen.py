@@ -28,7 +28,7 @@ __all__ = ["GuardFailed", "compile_trace"]
 
 _INLINE = {arith.add: "+", arith.sub: "-", arith.mul: "*"}
 # Expressions that compute exactly what the impl does, without a call.
-_TEMPLATES_2 = {"mask": "({0} if {1} > 0 else {0} * 0.0)"}
+_TEMPLATES_2 = {"mask": "({0} * 1.0 if {1} > 0 else {0} * 0.0)"}
 _TEMPLATES = {
     ops.relu: "({0} if {0} > 0 else ({0} if {0} != {0} else 0.0))",
     arith.step: "(1.0 if {0} > 0 else 0.0)",
@@ -40,7 +40,6 @@ _PLAIN_SUM = sys.version_info < (3, 12)
 _MAX_INLINE = 200
 
 
-_NONE = object()
 _MAX_INT_LITERAL = 2**63
 
 
@@ -138,17 +137,15 @@ def compile_trace(
             continue
         if prim is not None:
             args = tuple(ref(a) for a in node.args)
-            alias = _simplify(prim, args)
-            if alias is not None:
-                refs[i] = alias
-            else:
-                key = (id(prim), tuple((k, v if k == "var" else _const_key(v)) for k, v in args))
-                if key not in cse:
-                    cse[key] = ("var", f"v{i}")
-                    program.append(("op", f"v{i}", prim, args))
-                    if _is_array(node.value):
-                        batched.add(f"v{i}")
-                refs[i] = cse[key]
+            # (No operation is dropped as returning an operand, not even x * 1:
+            # it quiets a signaling nan, and eager code did it.)
+            key = (id(prim), tuple((k, v if k == "var" else _const_key(v)) for k, v in args))
+            if key not in cse:
+                cse[key] = ("var", f"v{i}")
+                program.append(("op", f"v{i}", prim, args))
+                if _is_array(node.value):
+                    batched.add(f"v{i}")
+            refs[i] = cse[key]
         for op, x, y, result in guards_at.get(i, ()):
             program.append(("guard", op, ref(x), ref(y), result))
     returns = [ref(o) for o in outs]
@@ -176,11 +173,11 @@ def compile_trace(
 
 
 def _mask_impl(a: Any, x: Any) -> Any:
-    return a if x > 0 else a * 0.0
+    return a * 1.0 if x > 0 else a * 0.0
 
 
-# a * step(x) as one operation: a where x > 0, else a * 0.0 (the same bits:
-# a * 1.0 is a, and multiplication commutes). The reverse pass of every relu.
+# a * step(x) as one operation, without the call of step: the same
+# multiplication by 1.0 or 0.0. The reverse pass of every relu.
 _MASK = Primitive("mask", impl=_mask_impl)
 
 
@@ -331,10 +328,6 @@ def _const_key(x: Any) -> Any:
 _DOUBLE = struct.Struct("<d")
 
 
-def _is_literal(x: Any) -> bool:
-    return type(x) in (float, int)
-
-
 _OWN_PRIMITIVES = {id(p) for p in (*ops.PRIMITIVES.values(), _MASK)}
 
 
@@ -349,36 +342,3 @@ def _safe_name(name: str) -> str:
     """A user's name for a comment, if it is a plain identifier: a newline in
     it would end the comment and inject a statement."""
     return name if isinstance(name, str) and name.isidentifier() else "<unnamed>"
-
-
-def _simplify(prim: Primitive, refs: tuple[Ref, ...]) -> Ref | None:
-    """Drop operations that return an operand bit for bit: x * 1, 1 * x,
-    x / 1, x - 0.0, x + (-0.0). (x + 0.0 is kept: it turns -0.0 into 0.0;
-    0 * x is kept: it is nan for x = inf or nan.)"""
-    consts = [r[1] if r[0] == "const" else _NONE for r in refs]
-    if prim is arith.mul:
-        if _is_one(consts[0]):
-            return refs[1]
-        if _is_one(consts[1]):
-            return refs[0]
-    elif prim is arith.div:
-        if _is_one(consts[1]):
-            return refs[0]
-    elif prim is arith.sub:
-        # x - 0.0 is x; x - (-0.0) is x + 0.0, which turns -0.0 into 0.0.
-        if _is_literal(consts[1]) and consts[1] == 0 and not _is_neg_zero(consts[1]):
-            return refs[0]
-    elif prim is arith.add:
-        if _is_neg_zero(consts[1]):
-            return refs[0]
-        if _is_neg_zero(consts[0]):
-            return refs[1]
-    return None
-
-
-def _is_one(x: Any) -> bool:
-    return _is_literal(x) and x == 1
-
-
-def _is_neg_zero(x: Any) -> bool:
-    return type(x) is float and x == 0.0 and math.copysign(1.0, x) < 0

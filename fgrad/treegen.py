@@ -84,7 +84,8 @@ class _Source:
     def run(self, name: str) -> Callable[..., Any]:
         namespace: dict[str, Any] = {
             "K": tuple(self.consts), "MAKE": _make, "MAKE_PLAIN": _make_plain, "PV": pvector, "PM": pmap,
-            "DICT": dict, "LIST": list, "TUPLE": tuple, "TNEW": tuple.__new__, "ZIP": zip, "TYPE": type, "LEN": len,
+            "DICT": dict, "LIST": list, "TUPLE": tuple, "TNEW": tuple.__new__, "ZIP": zip, "TYPE": type,
+            "LEN": len,
             "FLOAT": float, "SET": set, "MAP": map, "FLOATS": frozenset({float}), "STRS": frozenset({str}),
             "ALL": all, "IS": operator.is_,
         }
@@ -258,7 +259,8 @@ def _flattener(td: TreeDef) -> Callable[[Any], list[Any] | None] | None:
             lines.append(f"    if TYPE({var}) is not {src.const(concrete)}: return None")
         elif _ordered_dict(t.node_type):  # a dict, in this insertion order
             in_order = tuple(t.meta[i] for i in t.node_type.order)
-            lines.append(f"    if TYPE({var}) is not DICT or TUPLE({var}) != {src.const(in_order)}: return None")
+            lines.append(f"    if TYPE({var}) is not DICT or TUPLE({var}) != {src.const(in_order)}: "
+                         "return None")
         else:
             lines.append(f"    if TYPE({var}) is not {src.const(t.node_type)}: return None")
         if t.kind == "dataclass":

@@ -87,7 +87,7 @@ def test_hostile_dict_keys_never_reach_the_source():
     assert "os.system" not in source and "hacked" not in source and "{" not in source
 
 
-def test_source_is_readable_and_simplified():
+def test_source_is_readable_and_shared_subexpressions_computed_once():
     def f(x, y):
         shared = fg.exp(x * y)
         return shared * 1.0 + shared / 1.0 + (x - 0.0) * (1 * y)
@@ -97,7 +97,7 @@ def test_source_is_readable_and_simplified():
     source = step.source(0.5, 2.0)
     assert source.startswith("def compiled(leaves):")
     assert source.count("# exp") == 1  # computed once
-    assert "* 1.0" not in source and "/ 1.0" not in source and "- 0.0" not in source
+    assert "* 1.0" in source  # kept: it quiets a signaling nan, as eager code does
 
 
 def test_plus_zero_is_kept_because_of_negative_zero():
