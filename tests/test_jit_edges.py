@@ -681,3 +681,19 @@ def test_jit_of_grad_takes_pytrees_10000_deep() -> None:
         value, grads = step(tree)
         assert value == 3.0 and fg.tree_leaves(grads) == [2.0]
     assert step.cache_info().traces == 1
+
+
+def test_the_same_keyword_objects_as_the_last_call_are_not_hashed_again() -> None:
+    class Counted:
+        hashes = 0
+
+        def __hash__(self) -> int:
+            Counted.hashes += 1
+            return 1
+
+    data = Counted()
+    step = fg.jit(lambda x, d=None: x * 2.0)  # one float leaf: no compiled flattener to reuse
+    for _ in range(5):
+        assert step(1.5, d=data) == 3.0
+    assert Counted.hashes == 1 and step.cache_info().traces == 1
+    assert step(1.5, d=Counted()) == 3.0 and Counted.hashes == 2  # another object: keyed again

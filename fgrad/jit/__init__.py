@@ -236,7 +236,7 @@ class Jitted:
             # call: the same key, without hashing a dataset again.
             return last[3], leaves, layout
         key = Key((n, self._td_key(td, static), self._static_key(static, statics, last),
-                    self._kwargs_key(kwargs), arrays))
+                    self._kwargs_key(kwargs, items, last), arrays))
         if not arrays:
             self._last_key = (td, statics, items, key)
         return key, leaves, layout
@@ -300,9 +300,11 @@ class Jitted:
         return key_of(statics, [f"static argument {i}" for i in static], "static arguments key the cache")
 
     @staticmethod
-    def _kwargs_key(kwargs: dict[str, Any]) -> Key | None:
+    def _kwargs_key(kwargs: dict[str, Any], given: tuple[Any, ...], last: Any) -> Key | None:
         if not kwargs:
             return None
+        if last is not None and _same_items(last[2], given):
+            return last[3].parts[3]  # type: ignore[no-any-return]  # the same objects: their key
         items = tuple(sorted(kwargs.items()))
         names = [f"keyword argument {name!r}" for name, _ in items]
         return key_of(items, names, "keyword arguments are static: they key the cache")
