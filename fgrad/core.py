@@ -173,9 +173,8 @@ class Expr:
     """
 
     __tree_leaf__: ClassVar[bool] = True  # a node is a leaf of pytrees
-    # numpy defers to the node's operators (array * node is a node, not an
-    # array of nodes): vmap's numpy backend mixes batches and nodes.
-    __array_ufunc__: ClassVar[None] = None
+    # numpy hands ufuncs of nodes to the node (np.float64(2) * node is a
+    # node, np.exp(node) a clear error): fgrad.guards installs the method.
 
     value: Any
     prim: Primitive | None

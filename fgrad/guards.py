@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from . import errors
 from .core import Expr, Trace, Unbatchable, _is_array, _is_number, _peel
 
 __all__ = ["TraceGuardError", "concrete", "value_of"]
@@ -165,6 +166,45 @@ def _call_text(frame: Any) -> str:
 _ALIASES = {"fabs": "abs", "pow": "power", "fsum": "sum", "absolute": "abs"}
 
 
+# numpy's ufuncs on a node: numpy calls ``node.__array_ufunc__`` for
+# ``np.float32(2) * node`` (numpy scalars do not defer to other operands) and
+# for ``np.exp(node)``. Arithmetic and comparisons with numpy scalars are the
+# node's own operators; any other ufunc, or an array operand, is refused.
+_UFUNC_OPERATORS = {
+    "add": ("__add__", "__radd__"), "subtract": ("__sub__", "__rsub__"),
+    "multiply": ("__mul__", "__rmul__"), "true_divide": ("__truediv__", "__rtruediv__"),
+    "divide": ("__truediv__", "__rtruediv__"), "floor_divide": ("__floordiv__", "__rfloordiv__"),
+    "remainder": ("__mod__", "__rmod__"), "power": ("__pow__", "__rpow__"),
+    "greater": ("__gt__", "__lt__"), "less": ("__lt__", "__gt__"), "greater_equal": ("__ge__", "__le__"),
+    "less_equal": ("__le__", "__ge__"), "equal": ("__eq__", "__eq__"), "not_equal": ("__ne__", "__ne__"),
+}
+_UFUNC_UNARY = {"negative": "__neg__", "positive": "__pos__", "absolute": "__abs__", "floor": "__floor__",
+                "ceil": "__ceil__", "trunc": "__trunc__"}
+
+
+def _array_ufunc(self: Expr, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+    name = getattr(ufunc, "__name__", "?")
+    # (numpy may pass a numpy scalar as a 0-d array: it is that scalar)
+    inputs = tuple(x[()] if _is_array(x) and x.shape == () else x for x in inputs)
+    for x in inputs:
+        if _is_array(x):
+            raise errors.array_argument(f"numpy.{name}", x)
+    if method == "__call__" and not kwargs:
+        if len(inputs) == 2 and name in _UFUNC_OPERATORS:
+            a, b = inputs
+            forward, reflected = _UFUNC_OPERATORS[name]
+            return getattr(a, forward)(b) if type(a) is Expr else getattr(b, reflected)(a)
+        if len(inputs) == 1 and name in _UFUNC_UNARY:
+            return getattr(self, _UFUNC_UNARY[name])()
+    ours = {"absolute": "abs", "fabs": "abs", "arctan2": "arctan2"}.get(name, name)
+    fgrad = sys.modules.get("fgrad")
+    fix = f"use fg.{ours}" if ours in getattr(fgrad, "__all__", ()) else "use fgrad's operations"
+    raise TypeError(
+        f"numpy.{name} (ufunc method {method!r}) of a traced value: numpy computes on numbers, not on "
+        f"fgrad's traced values; {fix} (they take floats and traced values alike)"
+    )
+
+
 def _method(op: str) -> Callable[[Expr, Any], bool]:
     def compare(self: Expr, other: Any) -> bool:
         return _compare(op, self, other)
@@ -176,6 +216,7 @@ _METHODS: dict[str, Callable[..., Any]] = {
     f"__{name}__": _method(op)
     for op, name in (("<", "lt"), ("<=", "le"), (">", "gt"), (">=", "ge"), ("==", "eq"), ("!=", "ne"))
 }
+_METHODS["__array_ufunc__"] = _array_ufunc
 _METHODS["__bool__"] = lambda self: _compare("!=", self, 0.0)
 _METHODS["__float__"] = lambda self: _to_float(self, "float()")
 _METHODS["__complex__"] = lambda self: complex(_to_float(self, "complex()"))

@@ -79,14 +79,13 @@ def check_leaf(name: str, leaf: Any, where: str) -> Any:
             return float(leaf)
         except OverflowError:
             raise ValueError(f"{name}: the input at {where} is {errors.huge_int(leaf)}") from None
-    kind = type(leaf).__name__
     fix = (
         "use a float (True/False are not numbers here)"
         if isinstance(leaf, bool)
         else "pass only real numbers in differentiated arguments; put other data in an "
         "argument not listed in argnums (it is then a constant)"
     )
-    raise TypeError(f"{name}: the input at {where} is a {kind} ({leaf!r:.40}), not a real number; {fix}")
+    raise TypeError(f"{name}: the input at {where} is {errors.describe(leaf)}, not a real number; {fix}")
 
 
 def _leaf_where(argnums: tuple[int, ...], treedef: TreeDef, k: int) -> str:

@@ -527,3 +527,30 @@ def test_vmap_says_what_a_mapped_argument_must_be() -> None:
         fg.vmap(lambda x: x)(Lying())
     with pytest.raises(TypeError, match="argument 1 has length 3 but its example 0"):
         fg.jit(lambda w: fg.sum(fg.vmap(lambda w, x: w * x, in_axes=(None, 0))(w, Lying())))(1.0)
+
+
+def test_numpy_scalars_combine_with_traced_values_and_numpy_functions_name_the_fg_op() -> None:
+    np = pytest.importorskip("numpy")
+    cases = [
+        (lambda x: np.float64(2.0) * x, 2.0), (lambda x: x * np.float64(2.0), 2.0),
+        (lambda x: np.float32(2.0) * x, 2.0), (lambda x: np.int64(3) - x, -1.0),
+        (lambda x: np.float64(1.0) / x, -1.0 / 1.5**2), (lambda x: x**np.float64(2.0), 3.0),
+        (lambda x: x * 2.0 if np.float64(1.0) < x else x, 2.0), (lambda x: abs(np.float64(-1.0) * x), 1.0),
+    ]
+    for f, want in cases:
+        assert fg.grad(f)(1.5) == pytest.approx(want, rel=1e-15)
+        assert fg.jit(fg.grad(f))(1.5) == fg.grad(f)(1.5)
+    for f, name in [(np.exp, "exp"), (np.sin, "sin"), (lambda x: np.maximum(x, 1.0), "maximum")]:
+        with pytest.raises(TypeError, match=rf"numpy\.{name} .*of a traced value.*use fg\.{name}"):
+            fg.grad(f)(1.5)
+    with pytest.raises(TypeError, match=r"numpy\.multiply: an argument is a numpy array of shape \(2,\)"):
+        fg.grad(lambda x: np.array([1.0, 2.0]) * x)(1.5)
+
+
+def test_a_leaf_whose_repr_raises_still_gets_the_message_about_leaves() -> None:
+    class Opaque:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    with pytest.raises(TypeError, match=r"input at argument 0\[0\] is a Opaque \(\.\.\.\), not a real"):
+        fg.grad(lambda p: p[1])([Opaque(), 1.0])

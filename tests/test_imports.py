@@ -27,7 +27,7 @@ ALLOWED: dict[str, set[str] | None] = {
     # the primitives the operators need (add, mul, pow ...), split out of core
     "arith": {"core"},
     # comparisons and float() of nodes, and jit's guards on them
-    "guards": {"core"},
+    "guards": {"core", "errors"},
     # batches as values: vmap's numpy backend (numpy imported on first use)
     "batching": {"core", "arith", "ops"},
     "ops": {"core", "arith", "errors"},

@@ -109,7 +109,8 @@ def tree_flatten(tree: Any) -> tuple[list[Any], TreeDef]:
 
     Dict and PMap keys come in sorted order when they are all strings or all
     real numbers, else in a canonical order (by type, then value or repr)
-    that is the same for any dict or PMap with these keys.
+    that is the same for any dict or PMap with these keys. A dict is rebuilt
+    in its own insertion order, which is part of its structure.
 
     Args:
         tree: any nesting of supported containers, to any depth.
@@ -127,7 +128,7 @@ def tree_flatten(tree: Any) -> tuple[list[Any], TreeDef]:
     >>> leaves
     [3.0, 1.0, 2.0]
     >>> tree_unflatten(td, [10.0, 20.0, 30.0])
-    {'a': (10.0, None), 'b': [20.0, 30.0]}
+    {'b': [20.0, 30.0], 'a': (10.0, None)}
     """
     if _fast is not None:  # a structure seen before: its compiled flattener
         hit: tuple[list[Any], TreeDef] | None = _fast.flatten(tree)
