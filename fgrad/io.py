@@ -329,6 +329,9 @@ def save(tree: Any, path: str | os.PathLike[str]) -> None:
         old = None
     if old is not None and stat.S_ISDIR(old.st_mode):
         raise IsADirectoryError(errno.EISDIR, "save: path is a directory; name a file in it", name)
+    if old is not None and not stat.S_ISREG(old.st_mode):  # a FIFO, a device, a socket
+        raise ValueError(f"save: {name!r} is not a regular file (a FIFO, a device or a socket), which an "
+                         "atomic save would replace by one; save to a regular file")
     if old is not None and not os.access(target, os.W_OK):
         raise PermissionError(errno.EACCES, "save: the file is not writable, so it is left alone; change "
                               "its permissions or save elsewhere", name)

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import pickle
+import stat
 import struct
 import sys
 from collections import OrderedDict, namedtuple
@@ -1084,3 +1085,13 @@ def test_register_refuses_dataclasses_load_could_not_rebuild() -> None:
     for instance in (DictLike(2.0), Failure(2.0)):  # saved, they would have failed to load
         with pytest.raises(TypeError, match="is not registered"):
             fgio.dumps(instance)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
+def test_saving_over_a_fifo_is_refused_and_leaves_it(tmp_path: Any) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="is not a regular file .*FIFO"):
+        fg.save({"w": 1.0}, fifo)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+

@@ -320,3 +320,13 @@ def test_shared_subtrees_are_not_cycles() -> None:
     shared = [1.0, 2.0]
     tree = {"a": shared, "b": [shared, (shared,)]}
     assert fg.tree_leaves(tree) == [1.0, 2.0] * 3
+
+
+def test_a_structure_mismatch_deep_in_a_tree_gives_a_short_path() -> None:
+    a: Any = 1.0
+    b: Any = [1.0]
+    for _ in range(5000):
+        a, b = [a], [b]
+    with pytest.raises(ValueError, match=r"does not match") as info:
+        fg.tree_map(lambda x, y: x, a, b)
+    assert len(str(info.value)) < 400 and "..." in str(info.value)

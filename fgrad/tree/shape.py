@@ -203,6 +203,8 @@ def structure_mismatch(a: TreeDef, b: TreeDef) -> str | None:
                 parts.append(where[0])
                 where = where[1]
             path = "".join(reversed(parts))
+            if len(path) > 120:  # a deep tree: the start and the end of the path
+                path = f"{path[:50]}...{path[-60:]}"
             return f"at {path or 'the root'}: {_describe(x)} vs {_describe(y)}{reason}"
         stack.extend((cx, cy, (lab, where)) for cx, cy, lab in zip(x.children, y.children, _child_labels(x)))
     return None
