@@ -43,10 +43,21 @@ def _is_odd_integer(y: Number) -> bool:
     return math.isfinite(y) and float(y).is_integer() and int(y) % 2 == 1
 
 
+def _too_big(*xs: Number) -> bool:
+    """An int beyond a float among ``xs``: its OverflowError is the user's to
+    see (bind turns it into a ValueError), not a result that overflowed."""
+    return any(type(v) is int and not -_MAX_FLOAT_INT < v < _MAX_FLOAT_INT for v in xs)
+
+
+_MAX_FLOAT_INT = 2**1024
+
+
 def _pow_impl(x: Number, y: Number) -> float:
     try:
         return math.pow(x, y)
     except OverflowError:
+        if _too_big(x, y):
+            raise
         if x < 0 and _is_odd_integer(y):
             return -_inf
         return _inf
@@ -318,6 +329,8 @@ def _exp_impl(x: Number) -> float:
     try:
         return math.exp(x)
     except OverflowError:
+        if _too_big(x):
+            raise
         return _inf
 
 

@@ -213,8 +213,24 @@ def _sigmoid(x: Any) -> Any:
     return _np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
+def _power(x: Any, y: Any) -> Any:
+    # An exponent as an array, elementwise: numpy takes a scalar 0.5 as sqrt,
+    # which gives -0.0 ** 0.5 = -0.0 and (-inf) ** 0.5 = nan (C's pow: 0.0, inf).
+    return _np.power(x, y if _np.ndim(y) else _np.full(_np.shape(x), y))
+
+
+def _maximum(x: Any, y: Any) -> Any:
+    # As the scalar impl: x where x > y; y where y > x or y is nan; else x
+    # (a tie of 0.0 and -0.0 gives the first, where np.maximum gives the second).
+    return _np.where(x > y, x, _np.where((y > x) | (y != y), y, x))
+
+
+def _minimum(x: Any, y: Any) -> Any:
+    return _np.where(x < y, x, _np.where((y < x) | (y != y), y, x))
+
+
 def _pow_log(c: Any, x: Any, y: Any, k: int) -> Any:
-    out = c * _np.power(x, y)
+    out = c * _power(x, y)
     for _ in range(k):
         out = out * _np.log(x)
     return _np.where((c == 0) | ((x == 0) & (k > 0)), 0.0, out)
@@ -224,14 +240,16 @@ def _round_vectorized(x: Any, ndigits: int) -> Any:
     if ndigits == 0:
         return _np.round(x)  # round half to even, as Python's round(x, 0), signs included
     # numpy scales by 10**ndigits, Python rounds the exact decimal value: other bits.
-    return _np.array([round(v, ndigits) for v in x.tolist()]) if _is_array(x) else round(x, ndigits)
+    if not _is_array(x):
+        return round(x, ndigits)
+    return _np.array([round(v, ndigits) for v in _np.ravel(x).tolist()]).reshape(_np.shape(x))
 
 
 def _register(np: Any) -> None:
     table = {
         arith.div: np.divide,
-        arith.pow_: np.power,
-        arith.pow_const: np.power,
+        arith.pow_: _power,
+        arith.pow_const: _power,
         arith.exp: np.exp,
         arith.log: np.log,
         arith.abs_: np.abs,
@@ -245,8 +263,8 @@ def _register(np: Any) -> None:
         ops.sqrt: np.sqrt,
         ops.sin: np.sin,
         ops.cos: np.cos,
-        ops.maximum: np.maximum,
-        ops.minimum: np.minimum,
+        ops.maximum: _maximum,
+        ops.minimum: _minimum,
         ops.floor_p: np.floor,
         ops.ceil_p: np.ceil,
         ops.trunc_p: np.trunc,

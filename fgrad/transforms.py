@@ -142,7 +142,10 @@ def check_scalar(name: str, out: Any, hint: str) -> Any:
     if type(out) is Expr or type(out) is float:
         return out
     if isinstance(out, numbers.Real) and not isinstance(out, bool):
-        return float(out)
+        try:
+            return float(out)
+        except OverflowError:
+            raise ValueError(f"{name}: the output is {errors.huge_int(out)}") from None
     sized = isinstance(out, (list, tuple, dict)) or hasattr(out, "__len__")
     if sized and not isinstance(out, (str, bytes)):
         try:

@@ -7,7 +7,8 @@ pytrees, or anything indexable with a length, such as a numpy array's rows);
 ``None`` marks an argument shared by all examples. It composes with every
 transform (grad, jvp, jit) and with itself, in any order.
 
-Two backends give the same results (up to the order of summation):
+Two backends give the same results, to rounding (numpy sums in its own order,
+and its exp, log, tanh and pow may differ from ``math`` in the last bit):
 
 - the loop (always available): ``f`` runs once per example;
 - numpy (``pip install 'fgrad[numpy]'``), under jit: ``f`` is traced ONCE on

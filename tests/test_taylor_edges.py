@@ -44,7 +44,7 @@ def same(a: float, b: float) -> bool:
     return a == b or (a != a and b != b)
 
 
-# The cases, and their kind --------------------------------------------
+# Singular points, and their kind --------------------------------------------
 
 CASES = {
     "3 exp(x) at 1000": (lambda x: 3.0 * fg.exp(x), 1000.0, [inf] * 5),

@@ -40,7 +40,7 @@ def f_user(p: Any) -> Any:
     return p["w"] * p["x"] + fg.tanh(p["b"])
 
 
-# The examples ----------------------------------------------------------------
+# First examples ----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("make", [pmap, dict], ids=["PMap", "dict"])

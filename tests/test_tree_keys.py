@@ -83,7 +83,7 @@ def test_dict_and_pmap_with_the_same_keys_flatten_in_one_order(keys: list[Any], 
 
 
 def test_frozenset_keys_match_between_a_dict_and_a_pmap() -> None:
-    # The example of the issue: a false mismatch.
+    # A dict and a PMap with the same frozenset keys: once a false mismatch.
     a, b, c = frozenset({1}), frozenset({2}), frozenset({1, 2})
     for order in ([a, b, c], [c, b, a], [b, c, a]):
         d = {k: float(len(k)) for k in order}

@@ -18,7 +18,7 @@ def example_loss(model, x, y):
     return fg.relu(1.0 - y * model(x))
 
 
-def test_the_issue_example_composes_with_grad_and_jit():
+def test_the_readme_example_composes_with_grad_and_jit():
     # The loop backend: bit for bit (the numpy one is tested in test_vmap_numpy).
     xs, ys = moons(12, noise=0.1, seed=3)
     model = MLP.init([2, 4, 1], seed=3)

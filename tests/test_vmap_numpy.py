@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fgrad as fg
-from fgrad import batching
+from fgrad import batching, ops
 from fgrad.datasets import moons
 from fgrad.demo import loss as demo_loss
 from fgrad.demo import train, vmap_loss
@@ -53,7 +53,7 @@ def is_batched(jitted, *args):
     return "over the batch" in jitted.source(*args)
 
 
-def test_the_issue_example_runs_over_the_batch_and_matches_the_loop():
+def test_the_layered_example_runs_over_the_batch_and_matches_the_loop():
     xs, ys = moons(40, noise=0.1, seed=3)
     model = MLP.init([2, 8, 8, 1], seed=3)
     step = fg.jit(fg.value_and_grad(loss("auto")))
@@ -445,3 +445,63 @@ def test_a_function_iterating_a_dict_sees_its_order_under_every_transform():
     assert fg.jit(lambda xs: fg.vmap(first)(xs))(xs) == fg.vmap(first)(xs) == (5.0, 13.0)
     order = fg.jit(lambda p: p)(p)
     assert list(order) == ["b", "a"]
+
+
+SPECIAL_VALUES = [0.0, -0.0, 1.0, -1.0, 0.5, -0.5, 2.0, -2.5, 3.0, 1e308, -1e308, 5e-324, math.inf, -math.inf,
+                  math.nan, 0.3, 700.0, -700.0]
+
+
+def _special(v):
+    return v == 0 or v != v or math.isinf(v) or abs(v) >= 1e300 or abs(v) < 1e-300
+
+
+def _arguments(name, prim):
+    import inspect
+    import itertools
+
+    if name == "pow_const":
+        return [(x, c) for x in SPECIAL_VALUES for c in (0.5, -0.5, 2, 2.0, -1, 3, 1.5, 0, -2, 1, 0.25)]
+    if name == "round":
+        return [(x, k) for x in SPECIAL_VALUES for k in (0, 1, 2)]
+    if name == "pow_log":
+        return [(c, x, y, k) for c in (1.0, 0.0, -2.0) for x in SPECIAL_VALUES for y in SPECIAL_VALUES[:9]
+                for k in (0, 1, 2)]
+    n = len(inspect.signature(prim.impl).parameters)
+    return list(itertools.product(SPECIAL_VALUES, repeat=n)) if n in (1, 2) else []
+
+
+@pytest.mark.parametrize("name", sorted(ops.PRIMITIVES))
+def test_each_primitives_numpy_version_is_its_scalar_impl_at_special_values(name):
+    import struct
+
+    batching.numpy_module()
+    prim = ops.PRIMITIVES[name]
+    if prim.vectorized is None:
+        assert name in ("sum", "dot", "add", "sub", "mul", "neg", "stop_gradient")  # operators work on arrays
+        return
+    batch_positions = {"pow_const": (0,), "round": (0,), "pow_log": (1, 2)}.get(name)
+    with np.errstate(all="ignore"):
+        for args in _arguments(name, prim):
+            want = prim.impl(*args)
+            batched = [np.array([a, a]) if batch_positions is None or i in batch_positions else a
+                       for i, a in enumerate(args)]
+            got = float(np.asarray(prim.vectorized(*batched)).reshape(-1)[0])
+            if any(_special(a) for a in args if isinstance(a, float)) or _special(want):
+                assert (want != want and got != got) or struct.pack("<d", want) == struct.pack("<d", got), (
+                    name, args, want, got)
+            else:
+                assert got == pytest.approx(want, rel=1e-15), (name, args)
+
+
+def test_signed_zeros_and_infinities_give_the_loops_results_on_a_batch():
+    cases = [
+        (lambda x: fg.div(1.0, x**0.5), [-0.0, 4.0]),
+        (lambda x: x**0.5, [-math.inf, 4.0]),
+        (lambda x: fg.div(1.0, fg.maximum(x, 0.0)), [-0.0, 4.0]),
+        (lambda x: fg.div(1.0, fg.minimum(x, -0.0)), [0.0, 4.0]),
+    ]
+    for f, xs in cases:
+        loop = fg.vmap(f, backend="loop")(xs)
+        batched = fg.jit(fg.vmap(f))
+        assert "over the batch" in batched.source(xs)
+        assert [repr(v) for v in batched(xs)] == [repr(v) for v in loop], (xs, loop)

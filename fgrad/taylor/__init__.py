@@ -35,7 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core import Expr, Primitive, Trace, bind, traced
-from ..transforms import check_callable, lower, trace_inputs
+from ..transforms import check_callable, check_scalar, lower, trace_inputs
 from .exact import _exact, _nested
 from .series import (
     _BUILTIN,
@@ -112,6 +112,7 @@ def derivatives(f: Callable[[Any], Any], order: int) -> Callable[[Any], list[Any
                 f"derivatives: x must be one real number, got a {type(x).__name__}; for "
                 "functions of several variables or of pytrees use fg.hessian or nested fg.grad"
             )
+
         def body(tr: Trace) -> list[Any]:
             (node,), _, _ = trace_inputs(tr, "derivatives", (x,), (0,))
             out = f(node)
@@ -119,8 +120,8 @@ def derivatives(f: Callable[[Any], Any], order: int) -> Callable[[Any], list[Any
                 raise TypeError(f"derivatives: f must return one scalar, got a {type(out).__name__}")
             if type(out) is Expr and out.trace is tr:
                 return _taylor(tr, node, out, order)
-            value = lower(tr, out)  # f does not depend on x
-            return [value if type(value) is Expr else float(value)] + [0.0] * order
+            value = check_scalar("derivatives", lower(tr, out), "return one number")  # f does not depend on x
+            return [value] + [0.0] * order
 
         return traced("derivatives", body)
 
