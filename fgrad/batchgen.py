@@ -253,7 +253,7 @@ class _Emitter(Registers):
     def row_key(self, ins: tuple[Any, ...]) -> tuple[Any, ...]:
         """Statements with equal keys can run as one over matrix rows: the
         same primitive, and per argument the same matrix (rows), the same
-        batch (broadcast), or a scalar (stacked into a column)."""
+        batch (broadcast), the same int, or a scalar (stacked into a column)."""
         scalar = ins[1] not in self.batched
         key: list[Any] = [ins[2], scalar]
         for r in ins[3]:
@@ -262,6 +262,10 @@ class _Emitter(Registers):
                 key.append(("m", home[0]))
             elif not scalar and self.is_b(r):
                 key.append(("b", key_of(r)))
+            elif r[0] == "const" and type(r[1]) is int:
+                # an int may be a parameter (round's digits, an index), which
+                # a primitive's numpy version takes as one int, not a column
+                key.append(("s", r[1]))
             else:
                 key.append(("s",))
         return tuple(key)

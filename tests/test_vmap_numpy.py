@@ -505,3 +505,17 @@ def test_signed_zeros_and_infinities_give_the_loops_results_on_a_batch():
         batched = fg.jit(fg.vmap(f))
         assert "over the batch" in batched.source(xs)
         assert [repr(v) for v in batched(xs)] == [repr(v) for v in loop], (xs, loop)
+
+
+def test_primitives_with_int_parameters_are_grouped_only_with_equal_parameters():
+    def rounded(x):
+        return fg.round(x, 2) + fg.round(x) + fg.round(x, 1)
+
+    def powers(y):
+        return fg.grad(lambda z: 2.0**z)(y) + fg.grad(fg.grad(lambda z: 2.0**z))(y)
+
+    for f in (rounded, powers):
+        step = fg.jit(fg.vmap(f))
+        xs = [0.1234, 1.5, 2.75]
+        assert "over the batch" in step.source(xs)
+        close(step(xs), fg.vmap(f, backend="loop")(xs))
