@@ -26,7 +26,8 @@ Module map:
 """
 
 from . import datasets, io, nn, operators, optim, viz  # noqa: F401 - operators installs Expr's
-from .core import EscapedNodeError, Expr, Primitive, bind
+from .core import EscapedNodeError, Expr, Primitive
+from .core import apply as bind
 from .custom import custom_jvp, custom_vjp
 from .debug import NanError, debug_nans, set_debug_nans
 from .graph import count_nodes, reachable

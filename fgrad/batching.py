@@ -164,7 +164,7 @@ data_p: Primitive = Primitive(
 TRUSTED = {id(p) for p in (*ops.PRIMITIVES.values(), stack_p, index_p, onehot_p, batch_sum_p,
                            bcast_p, vdot_p, data_p)}
 for _p in (stack_p, index_p, onehot_p, batch_sum_p, bcast_p, vdot_p, data_p):
-    _p.symbolic_zeros = True
+    _p.symbolic_zeros = _p.trusted = True
 
 
 # The reverse pass across the batch boundary ----------------------------------

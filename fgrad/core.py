@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from . import errors
+from .errors import EscapedNodeError
 
 __all__ = [
     "Expr",
@@ -37,10 +38,6 @@ __all__ = [
 ]
 
 Number = float | int
-
-
-class EscapedNodeError(ValueError):
-    """A node was used after the transform that created it had returned."""
 
 
 class Unbatchable(Exception):
@@ -222,14 +219,8 @@ def make_node(trace: Trace, value: Any, prim: Primitive | None, args: tuple[Any,
     return node
 
 
-def _escaped(trace: Trace) -> EscapedNodeError:
-    return EscapedNodeError(
-        f"a node traced by {trace.name} (level {trace.level}) was used after "
-        f"{trace.name} returned. Values computed inside a transform must leave it "
-        "through its return value: return them from the function (use "
-        "has_aux=True to return extra values from grad), or take float(x) of "
-        "the node to keep only its value."
-    )
+_escaped = errors.escaped
+_mixed = errors.mixed
 
 
 def _is_number(x: Any) -> bool:
@@ -283,7 +274,9 @@ class Primitive:
     0.693147
     """
 
-    __slots__ = ("name", "impl", "vjp", "jvp", "products", "vectorized", "taylor", "symbolic_zeros")
+    __slots__ = (
+        "name", "impl", "vjp", "jvp", "products", "vectorized", "taylor", "symbolic_zeros", "trusted",
+    )
 
     def __init__(
         self,
@@ -313,6 +306,9 @@ class Primitive:
         self.vectorized = vectorized
         self.taylor = taylor
         self.symbolic_zeros = bool(symbolic_zeros)
+        # fgrad's own primitives (set where they are declared): the reverse and
+        # forward passes check what a user's rules return, not what these do.
+        self.trusted = False
 
     def __call__(self, *args: Any) -> Any:
         if len(args) == 1:
@@ -329,7 +325,7 @@ class Primitive:
                     except (TypeError, ValueError, OverflowError) as e:
                         value = _vectorized(self, (x.value,), e)
                     if type(value) is not float:
-                        _check_value(self, value)
+                        _check_value(self, value, (x.value,))
                     if DEBUG_NANS and value != value:
                         nan_found(self, (x,), "")
                     _set_value(node, value)
@@ -361,6 +357,15 @@ def bind(prim: Primitive, *args: Any) -> Any:
     return _apply(prim, top, args)
 
 
+def apply(prim: Primitive, *args: Any) -> Any:
+    """Apply a primitive to numbers or traced values (``fg.bind``): what
+    calling ``prim(*args)`` does, with its arguments checked first."""
+    if not isinstance(prim, Primitive):
+        raise TypeError(f"bind: prim must be a fgrad Primitive, got {errors.describe(prim)}; declare "
+                        "one with fg.Primitive(name, impl, vjp, jvp)")
+    return bind(prim, *args)
+
+
 def _bind_values(prim: Primitive, values: list[Any]) -> Any:
     """:func:`bind` on values lowered from nodes: arrays among them are
     vmap's batches, not user data."""
@@ -380,7 +385,7 @@ def _apply(prim: Primitive, top: Trace | None, args: Any) -> Any:
         except (TypeError, ValueError, OverflowError) as e:
             value = _vectorized(prim, args, e)
         if type(value) is not float:
-            _check_value(prim, value)
+            _check_value(prim, value, args)
         if DEBUG_NANS and value != value:
             nan_found(prim, tuple(args), "")
         return value
@@ -395,7 +400,7 @@ def _apply(prim: Primitive, top: Trace | None, args: Any) -> Any:
         except (TypeError, ValueError, OverflowError) as e:
             value = _vectorized(prim, values, e)
         if type(value) is not float:
-            _check_value(prim, value)
+            _check_value(prim, value, values)
         if DEBUG_NANS and value != value:
             nan_found(prim, tuple(args), "")
         return make_node(top, value, prim, tuple(args))
@@ -403,21 +408,13 @@ def _apply(prim: Primitive, top: Trace | None, args: Any) -> Any:
     return make_node(top, _bind_values(prim, values), prim, tuple(args))
 
 
-def _check_value(prim: Primitive, value: Any) -> None:
-    """An impl's result must be a number (or a batch, under vmap)."""
-    if not (type(value) is int or _is_array(value) or (_is_number(value) and type(value) is not bool)):
-        raise errors.not_a_number(prim.name, value)
-
-
-def _mixed(t: Trace, u: Trace) -> EscapedNodeError:
-    dead = u if not u.live else t
-    if not dead.live:
-        return _escaped(dead)
-    return EscapedNodeError(
-        f"nodes of two different transforms at the same level ({t.name} and {u.name}) "
-        "met in one operation: a node was carried from one transform's function into "
-        "another's (another thread, or a stored node). Pass values in as arguments instead."
-    )
+def _check_value(prim: Primitive, value: Any, inputs: Any) -> None:
+    """An impl's result must be a number (or a batch, from a batch: vmap's)."""
+    if type(value) is int or (_is_number(value) and type(value) is not bool):
+        return
+    if _is_array(value) and (prim.trusted or any(map(_is_array, inputs))):  # (vmap's batch primitives)
+        return
+    raise errors.not_a_number(prim.name, value)
 
 
 def _peel(x: Any) -> Any:

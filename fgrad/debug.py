@@ -41,11 +41,14 @@ def debug_nans(on: bool = True) -> Iterator[None]:
     fgrad.debug.NanError: sqrt produced nan from inputs (-1.0,) at ...
     """
     before = core.DEBUG_NANS
-    set_debug_nans(on)
     try:
-        yield
+        try:
+            set_debug_nans(on)  # inside the try: an interrupt right after it still restores
+            yield
+        finally:
+            set_debug_nans(before)
     finally:
-        set_debug_nans(before)
+        set_debug_nans(before)  # again, should an interrupt have cut the first short
 
 
 def _report(prim: Primitive, inputs: tuple[Any, ...], where: str) -> None:

@@ -11,7 +11,35 @@ import inspect
 import numbers
 from typing import Any
 
-__all__ = ["describe", "not_a_number", "array_argument", "impl_failed", "huge_int"]
+__all__ = ["EscapedNodeError", "describe", "not_a_number", "array_argument", "impl_failed", "huge_int",
+           "escaped", "mixed"]
+
+
+class EscapedNodeError(ValueError):
+    """A node was used after the transform that created it had returned."""
+
+    __module__ = "fgrad.core"  # where users have always found it
+
+
+def escaped(trace: Any) -> EscapedNodeError:
+    return EscapedNodeError(
+        f"a node traced by {trace.name} (level {trace.level}) was used after "
+        f"{trace.name} returned. Values computed inside a transform must leave it "
+        "through its return value: return them from the function (use "
+        "has_aux=True to return extra values from grad), or take fg.value_of(x) "
+        "of the node to keep only its value."
+    )
+
+
+def mixed(t: Any, u: Any) -> EscapedNodeError:
+    dead = u if not u.live else t
+    if not dead.live:
+        return escaped(dead)
+    return EscapedNodeError(
+        f"nodes of two different transforms at the same level ({t.name} and {u.name}) "
+        "met in one operation: a node was carried from one transform's function into "
+        "another's (another thread, or a stored node). Pass values in as arguments instead."
+    )
 
 
 def describe(x: Any) -> str:

@@ -7,10 +7,11 @@ per-node state in lists indexed by ``seq``.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from . import core
+from . import core, errors
 from .arith import dot_p, sum_p
 from .batching import settle
 from .core import Expr, Trace, bind
@@ -82,6 +83,8 @@ def backward(
             pair = rule(g, node.value, a.value if a_in else a, b.value if b_in else b)
             if type(pair) is not tuple or len(pair) != 2:
                 raise _bad_rule(prim.name, pair, 2)
+            if not prim.trusted:
+                _check_outputs(prim, pair, trace.batched)
             if core.DEBUG_NANS:
                 _check_rule(prim, pair, (g, node.value, a, b))
             ca, cb = pair
@@ -97,6 +100,8 @@ def backward(
             one = rule(g, node.value, a.value)
             if type(one) is not tuple or len(one) != 1:
                 raise _bad_rule(prim.name, one, 1)
+            if not prim.trusted:
+                _check_outputs(prim, one, trace.batched)
             if core.DEBUG_NANS:
                 _check_rule(prim, one, (g, node.value, a))
             if one[0] is not None:
@@ -106,6 +111,8 @@ def backward(
         many = rule(g, node.value, *xs)
         if type(many) is not tuple or len(many) != n:
             raise _bad_rule(prim.name, many, n)
+        if not prim.trusted:
+            _check_outputs(prim, many, trace.batched)
         if core.DEBUG_NANS:
             _check_rule(prim, many, (g, node.value, *xs))
         for k in range(n):
@@ -122,6 +129,24 @@ def backward(
                     else:
                         cts[j] = [old, c]
     return cts
+
+
+def _check_outputs(prim: Any, results: tuple[Any, ...], batched: bool, kind: str = "vjp") -> None:
+    """What a user's rule returned: numbers, traced values or None (and
+    deferred products of those, for a primitive declared with them)."""
+    for k, c in enumerate(results):
+        if c is None or type(c) is float or type(c) is Expr:
+            continue
+        parts = c if type(c) is tuple and prim.products and len(c) == 2 and kind == "vjp" else (c,)
+        for x in parts:
+            if not (type(x) is Expr or (isinstance(x, numbers.Real) and not isinstance(x, bool))
+                    or (batched and core._is_array(x))):
+                what = f"the cotangent of input {k}" if kind == "vjp" else "the output tangent"
+                raise RuleError(
+                    f"the {kind} rule of primitive {prim.name!r} returned {errors.describe(x)} as {what}; "
+                    f"a {'cotangent' if kind == 'vjp' else 'tangent'} is one number or traced value "
+                    "(or None for zero), computed with fgrad's operations"
+                )
 
 
 def _check_rule(prim: Any, results: tuple[Any, ...], inputs: tuple[Any, ...], kind: str = "vjp") -> None:
@@ -208,6 +233,8 @@ def forward(
             dxs = tuple([0.0 if d is None else d for d in dxs])
         xs = [a.value if type(a) is Expr and a.trace is trace else a for a in args]
         dts[i] = rule(dxs, node.value, *xs)
+        if not prim.trusted:
+            _check_outputs(prim, (dts[i],), trace.batched, "jvp")
         if core.DEBUG_NANS:
             _check_rule(prim, (dts[i],), (*dxs, node.value, *xs), "jvp")
     return dts

@@ -394,4 +394,5 @@ PRIMITIVES["stop_gradient"] = stop_gradient_p
 PRIMITIVES.update({"step": step, "sign": sign, "share": share, "pow_log": pow_log})
 for _p in PRIMITIVES.values():
     _p.symbolic_zeros = True  # fgrad's own jvp rules skip the work of inputs without a tangent
+    _p.trusted = True
 

@@ -554,3 +554,29 @@ def test_a_leaf_whose_repr_raises_still_gets_the_message_about_leaves() -> None:
 
     with pytest.raises(TypeError, match=r"input at argument 0\[0\] is a Opaque \(\.\.\.\), not a real"):
         fg.grad(lambda p: p[1])([Opaque(), 1.0])
+
+
+def test_what_a_users_rules_return_is_checked() -> None:
+    np = pytest.importorskip("numpy")
+    tuple_tangent = fg.Primitive("twice", impl=lambda x: 2 * x, vjp=lambda g, o, x: (2 * g,),
+                                 jvp=lambda d, o, x: (2 * d[0],))
+    array_impl = fg.Primitive("pair", impl=lambda x: np.array([x, x]), vjp=lambda g, o, x: (g,))
+    array_cotangent = fg.Primitive("arrvjp", impl=lambda x: 2 * x, vjp=lambda g, o, x: (np.array([g, g]),))
+    str_cotangent = fg.Primitive("strvjp", impl=lambda x: 2 * x, vjp=lambda g, o, x: ("g",))
+    with pytest.raises(TypeError, match=r"the jvp rule of primitive 'twice' returned a tuple .*output tangent"):
+        fg.jvp(tuple_tangent, (1.0,), (1.0,))
+    with pytest.raises(TypeError, match=r"jvp rule of primitive 'twice'"):
+        fg.jacfwd(lambda x: tuple_tangent(x) + x)(1.0)
+    assert fg.grad(tuple_tangent)(1.0) == 2.0  # its vjp rule is right
+    for call in (lambda: array_impl(1.0), lambda: fg.grad(lambda x: array_impl(x) * 3.0)(1.0)):
+        with pytest.raises(TypeError, match=r"primitive 'pair': its impl returned a ndarray"):
+            call()
+    for p, shown in ((array_cotangent, "a ndarray"), (str_cotangent, "a str")):
+        with pytest.raises(TypeError, match=rf"vjp rule of primitive '{p.name}' returned {shown} .*input 0"):
+            fg.grad(p)(1.0)
+
+
+def test_bind_takes_a_primitive() -> None:
+    with pytest.raises(TypeError, match="bind: prim must be a fgrad Primitive, got a function"):
+        fg.bind(lambda x: x, 1.0)
+    assert fg.bind(fg.exp, 0.0) == 1.0

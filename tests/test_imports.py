@@ -33,7 +33,7 @@ ALLOWED: dict[str, set[str] | None] = {
     "ops": {"core", "arith", "errors"},
     # Python's operators on nodes (+, //, round(), math.floor ...), bound to the primitives
     "operators": {"core", "arith", "ops", "errors"},
-    "graph": {"core", "arith", "tree", "batching"},
+    "graph": {"core", "arith", "tree", "batching", "errors"},
     "transforms": {"core", "graph", "tree", "errors"},
     # jvp, jacobians and hessians: the transforms' family, built on grad.
     "jacobians": {"core", "graph", "tree", "transforms"},

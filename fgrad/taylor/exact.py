@@ -57,6 +57,7 @@ _poly = Primitive(
     symbolic_zeros=True,
 )
 """``c_0 + c_1 t + ... + c_m t^m``, exactly ``c_0`` at ``t == 0``."""
+_poly.trusted = True
 
 
 def _polynomial(s: Series, t: Any) -> Any:
