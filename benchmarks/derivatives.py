@@ -76,14 +76,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "nested_grad_s": t_nested,
         "speedup": t_nested / t_taylor,
     }
-    table = "\n".join([
-        f"f(x) = tanh(sin(x)) * exp(x), derivative {args.order} at x = {args.x}: {taylor[-1]!r}",
-        "",
-        "| method | seconds | x vs nested grad |",
-        "|---|---:|---:|",
-        f"| fg.derivatives (Taylor mode) | {t_taylor:.6f} | {t_nested / t_taylor:.1f} |",
-        f"| {args.order} nested fg.grad | {t_nested:.6f} | 1.0 |",
-    ])
+    table = "\n".join(
+        [
+            f"f(x) = tanh(sin(x)) * exp(x), derivative {args.order} at x = {args.x}: {taylor[-1]!r}",
+            "",
+            "| method | seconds | x vs nested grad |",
+            "|---|---:|---:|",
+            f"| fg.derivatives (Taylor mode) | {t_taylor:.6f} | {t_nested / t_taylor:.1f} |",
+            f"| {args.order} nested fg.grad | {t_nested:.6f} | 1.0 |",
+        ]
+    )
     print(table)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "derivatives.json"), "w") as fh:

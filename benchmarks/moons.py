@@ -267,11 +267,25 @@ def run_system(
 
 
 # Rows timed over --fast-steps: a few steps of them is a fraction of a millisecond.
-FAST = ("fgrad-jit-binary", "fgrad-jit-fused", "fgrad-jit-step-fused", "fgrad-vmap-jit-fused",
-        "fgrad-vmap-jit-step-fused", "numpy")
+FAST = (
+    "fgrad-jit-binary",
+    "fgrad-jit-fused",
+    "fgrad-jit-step-fused",
+    "fgrad-vmap-jit-fused",
+    "fgrad-vmap-jit-step-fused",
+    "numpy",
+)
 SYSTEMS = (
-    "micrograd", "micrograd-gc-paused", "fgrad-binary", "fgrad-fused", "fgrad-jit-binary", "fgrad-jit-fused",
-    "fgrad-jit-step-fused", "fgrad-vmap-jit-fused", "fgrad-vmap-jit-step-fused", "numpy",
+    "micrograd",
+    "micrograd-gc-paused",
+    "fgrad-binary",
+    "fgrad-fused",
+    "fgrad-jit-binary",
+    "fgrad-jit-fused",
+    "fgrad-jit-step-fused",
+    "fgrad-vmap-jit-fused",
+    "fgrad-vmap-jit-step-fused",
+    "numpy",
 )
 
 
@@ -304,8 +318,12 @@ def check_agreement(
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=5, help="training steps per timed run (default 5)")
-    p.add_argument("--fast-steps", type=int, default=100,
-                   help="steps per timed run of the compiled and numpy rows (default 100)")
+    p.add_argument(
+        "--fast-steps",
+        type=int,
+        default=100,
+        help="steps per timed run of the compiled and numpy rows (default 100)",
+    )
     p.add_argument("--repeats", type=int, default=5, help="alternating repeats (default 5)")
     p.add_argument("--check-steps", type=int, default=3, help="steps compared for agreement (default 3)")
     p.add_argument("--n", type=int, default=100, help="examples (default 100)")
@@ -324,8 +342,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             steps = args.fast_steps if name in FAST else args.steps
             seconds, _ = run_system(name, args.seed, xs, ys, steps)
             times[name].append(seconds / steps)
-        print(f"repeat {r + 1}/{args.repeats}: " + ", ".join(
-            f"{n} {1000 * times[n][-1]:.1f} ms" for n in SYSTEMS), file=sys.stderr)
+        print(
+            f"repeat {r + 1}/{args.repeats}: "
+            + ", ".join(f"{n} {1000 * times[n][-1]:.1f} ms" for n in SYSTEMS),
+            file=sys.stderr,
+        )
 
     mg0 = micrograd_model(args.seed)
     nodes = {"micrograd": micrograd_nodes(mg0, xs, ys)}
@@ -342,16 +363,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     median = {n: statistics.median(t) for n, t in times.items()}
     rows = []
     for name in SYSTEMS:
-        rows.append({
-            "system": name,
-            "ms_per_step": 1000 * median[name],
-            "x_vs_micrograd": median["micrograd"] / median[name],
-            "x_vs_gc_paused": median["micrograd-gc-paused"] / median[name],
-            "nodes_per_step": nodes[name],
-            "max_loss_diff": agreement.get(name, 0.0),
-            "trace_compile_s": compile_s.get(name),
-            "runs_ms": [1000 * t for t in times[name]],
-        })
+        rows.append(
+            {
+                "system": name,
+                "ms_per_step": 1000 * median[name],
+                "x_vs_micrograd": median["micrograd"] / median[name],
+                "x_vs_gc_paused": median["micrograd-gc-paused"] / median[name],
+                "nodes_per_step": nodes[name],
+                "max_loss_diff": agreement.get(name, 0.0),
+                "trace_compile_s": compile_s.get(name),
+                "runs_ms": [1000 * t for t in times[name]],
+            }
+        )
     result = {
         "benchmark": "moons",
         "python": sys.version.split()[0],

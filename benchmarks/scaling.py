@@ -88,15 +88,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             # Small graphs are timed over more runs: they are quick and noisy.
             seconds = time_grad(kind, n, max(args.repeats, min(200, 10**6 // n)))
             peak = peak_bytes(kind, n)
-            rows.append({
-                "graph": kind,
-                "n": n,
-                "nodes": nodes,
-                "ns_per_node": 1e9 * seconds / nodes,
-                "peak_bytes_per_node": peak / nodes,
-            })
-            print(f"{kind} n={n}: {rows[-1]['ns_per_node']:.0f} ns/node, "
-                  f"{rows[-1]['peak_bytes_per_node']:.0f} B/node", file=sys.stderr)
+            rows.append(
+                {
+                    "graph": kind,
+                    "n": n,
+                    "nodes": nodes,
+                    "ns_per_node": 1e9 * seconds / nodes,
+                    "peak_bytes_per_node": peak / nodes,
+                }
+            )
+            print(
+                f"{kind} n={n}: {rows[-1]['ns_per_node']:.0f} ns/node, "
+                f"{rows[-1]['peak_bytes_per_node']:.0f} B/node",
+                file=sys.stderr,
+            )
     for kind in GRAPHS:
         mine = [r for r in rows if r["graph"] == kind]
         ref = mine[0]["ns_per_node"]

@@ -38,8 +38,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[float]]:
     """Print the table; returns the derivatives by nested grad and by Taylor mode."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--x", type=float, default=0.7, help="the point, a finite number (default 0.7)")
-    p.add_argument("--order", type=int, default=6,
-                   help=f"the highest derivative, 0 to {MAX_ORDER} (default 6)")
+    p.add_argument(
+        "--order", type=int, default=6, help=f"the highest derivative, 0 to {MAX_ORDER} (default 6)"
+    )
     args = p.parse_args(argv)
     # Checked before any work, with argparse's usage message and exit status 2.
     if not math.isfinite(args.x):

@@ -22,8 +22,24 @@ from typing import Any
 from .core import Number, Primitive, bind
 
 __all__ = [
-    "add", "sub", "mul", "div", "neg", "pow_const", "pow_", "abs_", "exp", "log",
-    "step", "sign", "share", "pow_log", "sum_p", "dot_p", "floordiv", "mod",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "neg",
+    "pow_const",
+    "pow_",
+    "abs_",
+    "exp",
+    "log",
+    "step",
+    "sign",
+    "share",
+    "pow_log",
+    "sum_p",
+    "dot_p",
+    "floordiv",
+    "mod",
 ]
 
 _inf = math.inf
@@ -126,7 +142,6 @@ def _dot_jvp(dxs: tuple[Any, ...], out: Any, *a: Any) -> Any:
 
 
 dot_p = Primitive("dot", impl=_dot_impl, vjp=_dot_vjp, jvp=_dot_jvp, products=True)
-
 
 
 def _step_impl(x: Number) -> float:
@@ -368,8 +383,6 @@ mod: Primitive = Primitive(
     impl=_mod_impl,
     # x % y = x - y * floor(x / y): 1 in x, -floor(x / y) in y (numpy's and JAX's).
     vjp=lambda g, out, x, y: (g, -(g * floordiv(x, y))),
-    jvp=lambda dxs, out, x, y: _add_tangents(
-        dxs[0], None if dxs[1] is None else -(dxs[1] * floordiv(x, y))
-    ),
+    jvp=lambda dxs, out, x, y: _add_tangents(dxs[0], None if dxs[1] is None else -(dxs[1] * floordiv(x, y))),
 )
 """``x % y`` with the sign of ``y``, as Python and numpy (``np.mod``) do; ``x % 0`` is nan."""

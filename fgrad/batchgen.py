@@ -38,9 +38,16 @@ from .core import Primitive, protected
 
 __all__ = ["compile_batched"]
 
+
 def compile_batched(
-    program: list[tuple[Any, ...]], returns: list[Ref], n_inputs: int, batched: set[str],
-    header: str, mask: Primitive, guard_error: type[Exception], fname: str,
+    program: list[tuple[Any, ...]],
+    returns: list[Ref],
+    n_inputs: int,
+    batched: set[str],
+    header: str,
+    mask: Primitive,
+    guard_error: type[Exception],
+    fname: str,
 ) -> tuple[Callable[[Sequence[Any]], tuple[Any, ...]], str]:
     np = numpy_module()
     em = _Emitter(np, batched, guard_error, mask)
@@ -67,8 +74,9 @@ def _ignoring_fp_errors(
 
     def run(leaves: Sequence[Any]) -> tuple[Any, ...]:
         saved = np.geterr()
-        return protected(lambda: np.seterr(all="ignore"), lambda: compiled(leaves),
-                         lambda: np.seterr(**saved))
+        return protected(
+            lambda: np.seterr(all="ignore"), lambda: compiled(leaves), lambda: np.seterr(**saved)
+        )
 
     return run
 
@@ -370,5 +378,6 @@ class _Emitter(Registers):
 
 _NOT_ELEMENTWISE = frozenset({vdot_p, batch_sum_p, stack_p, index_p, bcast_p, onehot_p, data_p})
 # Scalar statements that may run as one numpy statement over a vector.
-_SCALAR_OK = frozenset({arith.add, arith.sub, arith.mul, arith.div, arith.neg, arith.sum_p, arith.dot_p,
-                        ops.relu, arith.step})
+_SCALAR_OK = frozenset(
+    {arith.add, arith.sub, arith.mul, arith.div, arith.neg, arith.sum_p, arith.dot_p, ops.relu, arith.step}
+)

@@ -22,8 +22,20 @@ from . import arith, ops
 from .core import Expr, Primitive, Unbatchable, _is_array, _peel, active_traces, bind, make_node
 
 __all__ = [
-    "Unbatchable", "numpy_module", "have_numpy", "is_batch", "batch_size",
-    "stack_p", "index_p", "onehot_p", "batch_sum_p", "bcast_p", "vdot_p", "data_p", "settle", "TRUSTED",
+    "Unbatchable",
+    "numpy_module",
+    "have_numpy",
+    "is_batch",
+    "batch_size",
+    "stack_p",
+    "index_p",
+    "onehot_p",
+    "batch_sum_p",
+    "bcast_p",
+    "vdot_p",
+    "data_p",
+    "settle",
+    "TRUSTED",
 ]
 
 _np: Any = None
@@ -161,8 +173,10 @@ data_p: Primitive = Primitive(
 
 # Primitives whose impls are fgrad's: the arithmetic ones work on arrays
 # elementwise, the others fail on them and use their vectorized versions.
-TRUSTED = {id(p) for p in (*ops.PRIMITIVES.values(), stack_p, index_p, onehot_p, batch_sum_p,
-                           bcast_p, vdot_p, data_p)}
+TRUSTED = {
+    id(p)
+    for p in (*ops.PRIMITIVES.values(), stack_p, index_p, onehot_p, batch_sum_p, bcast_p, vdot_p, data_p)
+}
 for _p in (stack_p, index_p, onehot_p, batch_sum_p, bcast_p, vdot_p, data_p):
     _p.symbolic_zeros = _p.trusted = True
 

@@ -29,9 +29,14 @@ class Registers:
         self.consts: list[Any] = []
         self.funcs: dict[int, str] = {}
         self.namespace: dict[str, Any] = {
-            "ARRAY": np.array, "CONCAT": np.concatenate,
-            "MAXIMUM": np.maximum, "FULL": np.full,
-            "DOT": np.dot, "GUARD": guard_error, "DIV": arith._div_impl, "NAN": float("nan"),
+            "ARRAY": np.array,
+            "CONCAT": np.concatenate,
+            "MAXIMUM": np.maximum,
+            "FULL": np.full,
+            "DOT": np.dot,
+            "GUARD": guard_error,
+            "DIV": arith._div_impl,
+            "NAN": float("nan"),
             "INF": float("inf"),
         }
         self.stacks: dict[tuple[Any, ...], str] = {}
@@ -136,8 +141,10 @@ class Registers:
         of scalar ones, made once."""
         homes = [self.homes.get(r[1]) if r[0] == "var" else None for r in refs]
         h0 = homes[0]
-        if h0 is not None and h0[2] == len(refs) and all(
-            h is not None and h[0] == h0[0] and h[1] == j for j, h in enumerate(homes)
+        if (
+            h0 is not None
+            and h0[2] == len(refs)
+            and all(h is not None and h[0] == h0[0] and h[1] == j for j, h in enumerate(homes))
         ):
             return h0[0]  # the rows of a matrix, in order: the matrix itself
         key = tuple(map(key_of, refs))

@@ -50,8 +50,12 @@ class _Emitter:
         self.consts: list[Any] = []
         self.funcs: dict[int, str] = {}
         self.namespace: dict[str, Any] = {
-            "NAN": math.nan, "INF": math.inf, "GUARD": GuardFailed, "DIV": arith._div_impl,
-            "DOT": _dot, "SUM": builtins.sum,
+            "NAN": math.nan,
+            "INF": math.inf,
+            "GUARD": GuardFailed,
+            "DIV": arith._div_impl,
+            "DOT": _dot,
+            "SUM": builtins.sum,
         }
 
     def const(self, x: Any) -> str:
@@ -152,8 +156,10 @@ def compile_trace(
     program = _fuse_masks(program, returns)
     n_ops = sum(1 for ins in program if ins[0] == "op")
     if batched:
-        header = (f"def compiled(leaves):  # jit: {len(inputs)} inputs, {n_ops} operations "
-                  f"({len(batched)} over the batch), {len(seen_guards)} guards")
+        header = (
+            f"def compiled(leaves):  # jit: {len(inputs)} inputs, {n_ops} operations "
+            f"({len(batched)} over the batch), {len(seen_guards)} guards"
+        )
         run, source = compile_batched(
             program, returns, len(inputs), batched, header, _MASK, GuardFailed, _safe_name(fname)
         )
@@ -253,18 +259,20 @@ def _reuse_names(
 
 
 def _source(
-    program: list[tuple[Any, ...]], returns: list[Ref], n_inputs: int, n_ops: int, n_guards: int,
-    fname: str, em: _Emitter | None = None,
+    program: list[tuple[Any, ...]],
+    returns: list[Ref],
+    n_inputs: int,
+    n_ops: int,
+    n_guards: int,
+    fname: str,
+    em: _Emitter | None = None,
 ) -> str:
     em = _Emitter() if em is None else em
 
     def text(r: Ref) -> str:
         return r[1] if r[0] == "var" else em.const(r[1])
 
-    lines = [
-        f"def compiled(leaves):  # jit: {n_inputs} inputs, "
-        f"{n_ops} operations, {n_guards} guards"
-    ]
+    lines = [f"def compiled(leaves):  # jit: {n_inputs} inputs, {n_ops} operations, {n_guards} guards"]
     if n_inputs:
         lines.append(f"    {', '.join(f'x{k}' for k in range(n_inputs))}, = leaves")
     for ins in program:

@@ -23,8 +23,14 @@ class GuardFailed(Exception):
     instance would grow its traceback with every failure (a leak)."""
 
 
-_COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
-            "==": operator.eq, "!=": operator.ne}
+_COMPARE = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
 
 
 def _table(
@@ -69,6 +75,7 @@ def _guard(check: Callable[[Any, Any], bool], expected: bool) -> Callable[[Any, 
     """A guard by truth value, as the compiled source's ``if not (a > b)``:
     a comparison with a numpy scalar gives a ``numpy.bool_``, never ``True``."""
     if expected:
+
         def holds(a: Any, b: Any) -> Any:
             if not check(a, b):
                 raise GuardFailed

@@ -275,7 +275,15 @@ class Primitive:
     """
 
     __slots__ = (
-        "name", "impl", "vjp", "jvp", "products", "vectorized", "taylor", "symbolic_zeros", "trusted",
+        "name",
+        "impl",
+        "vjp",
+        "jvp",
+        "products",
+        "vectorized",
+        "taylor",
+        "symbolic_zeros",
+        "trusted",
     )
 
     def __init__(
@@ -361,8 +369,10 @@ def apply(prim: Primitive, *args: Any) -> Any:
     """Apply a primitive to numbers or traced values (``fg.bind``): what
     calling ``prim(*args)`` does, with its arguments checked first."""
     if not isinstance(prim, Primitive):
-        raise TypeError(f"bind: prim must be a fgrad Primitive, got {errors.describe(prim)}; declare "
-                        "one with fg.Primitive(name, impl, vjp, jvp)")
+        raise TypeError(
+            f"bind: prim must be a fgrad Primitive, got {errors.describe(prim)}; declare "
+            "one with fg.Primitive(name, impl, vjp, jvp)"
+        )
     return bind(prim, *args)
 
 
@@ -434,4 +444,3 @@ def _no_report(prim: Primitive, inputs: tuple[Any, ...], where: str) -> None:
 
 
 nan_found: Callable[[Primitive, tuple[Any, ...], str], None] = _no_report
-

@@ -122,8 +122,10 @@ def train(
     With ``vmap``, the loss is :func:`vmap_loss` under jit (data static)."""
     _check_steps("train", steps)
     if len(xs) != len(ys) or not xs:
-        raise ValueError(f"train: xs and ys must hold one label per example and at least one example, "
-                         f"got {len(xs)} examples and {len(ys)} labels")
+        raise ValueError(
+            f"train: xs and ys must hold one label per example and at least one example, "
+            f"got {len(xs)} examples and {len(ys)} labels"
+        )
     opt = optim.sgd(learning_rate(steps))
     state = opt.init(model)
     step = value_and_grad(loss, has_aux=True)
@@ -135,6 +137,7 @@ def train(
         def step(model: MLP, xs: Any, ys: Any) -> Any:
             value, grads = grad_step(model, xs, ys)
             return (value, predict(model, xs)), grads
+
     losses = []
     acc = 0.0
     start = time.perf_counter()
@@ -173,10 +176,12 @@ def ascii_boundary(
     rows = []
     for r in range(height):
         b = hi1 - (r + 0.5) * (hi1 - lo1) / height
-        rows.append([
-            "-" if model.with_style("fused")([lo0 + (c + 0.5) * (hi0 - lo0) / width, b]) > 0 else " "
-            for c in range(width)
-        ])
+        rows.append(
+            [
+                "-" if model.with_style("fused")([lo0 + (c + 0.5) * (hi0 - lo0) / width, b]) > 0 else " "
+                for c in range(width)
+            ]
+        )
     for (a, b), y in zip(xs, ys):
         c = min(width - 1, int((a - lo0) / (hi0 - lo0) * width))
         r = min(height - 1, int((hi1 - b) / (hi1 - lo1) * height))
@@ -261,8 +266,9 @@ def _picture_path(out: str) -> str:
     if not suffix:
         out += ".png"
     elif suffix.lower() != ".png":
-        raise ValueError(f"the picture is a PNG, so the name must end in .png (or have no suffix), "
-                         f"got {out!r}")
+        raise ValueError(
+            f"the picture is a PNG, so the name must end in .png (or have no suffix), got {out!r}"
+        )
     directory = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(directory):
         raise ValueError(f"the directory {directory!r} does not exist; create it or choose another --out")
@@ -282,11 +288,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--style", choices=STYLES, default="fused", help="graph style (default fused)")
     p.add_argument("--fused", dest="style", action="store_const", const="fused", help="= --style fused")
     p.add_argument("--binary", dest="style", action="store_const", const="binary", help="= --style binary")
-    p.add_argument("--vmap", action="store_true",
-                   help="write the loss per example with fg.vmap, under fg.jit (fast with fgrad[numpy])")
+    p.add_argument(
+        "--vmap",
+        action="store_true",
+        help="write the loss per example with fg.vmap, under fg.jit (fast with fgrad[numpy])",
+    )
     drawing = p.add_mutually_exclusive_group()
-    drawing.add_argument("--out", help=f"where to save the boundary as a PNG: a file, or a directory to "
-                         f"hold {DEFAULT_OUT} (default {DEFAULT_OUT}; needs matplotlib)")
+    drawing.add_argument(
+        "--out",
+        help=f"where to save the boundary as a PNG: a file, or a directory to "
+        f"hold {DEFAULT_OUT} (default {DEFAULT_OUT}; needs matplotlib)",
+    )
     drawing.add_argument("--no-plot", action="store_true", help="draw nothing")
     return p
 
@@ -308,8 +320,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> Result
         except ValueError as e:
             p.error(f"argument --out: {e}")
     elif args.out is not None:
-        p.error("argument --out: saving a PNG needs matplotlib (pip install 'fgrad[plot]'); without "
-                "--out the boundary is drawn in characters")
+        p.error(
+            "argument --out: saving a PNG needs matplotlib (pip install 'fgrad[plot]'); without "
+            "--out the boundary is drawn in characters"
+        )
 
     xs, ys = moons(args.n, noise=0.1, seed=args.seed)
     model = MLP.init([2, 16, 16, 1], seed=args.seed, style=args.style)
@@ -319,8 +333,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> Result
         f"{args.steps} SGD step{'' if args.steps == 1 else 's'}\n"
     )
     if args.vmap and not have_numpy():
-        out.write("numpy is not installed, so vmap runs its loop "
-                  "(pip install 'fgrad[numpy]' for the batched backend)\n")
+        out.write(
+            "numpy is not installed, so vmap runs its loop "
+            "(pip install 'fgrad[numpy]' for the batched backend)\n"
+        )
     result = train(model, xs, ys, args.steps, progress=out, vmap=args.vmap)
     out.write(
         f"final loss {result.losses[-1]:.6f}, accuracy {result.accuracy:.1%}, "

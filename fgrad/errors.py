@@ -11,8 +11,16 @@ import inspect
 import numbers
 from typing import Any
 
-__all__ = ["EscapedNodeError", "describe", "not_a_number", "array_argument", "impl_failed", "huge_int",
-           "escaped", "mixed"]
+__all__ = [
+    "EscapedNodeError",
+    "describe",
+    "not_a_number",
+    "array_argument",
+    "impl_failed",
+    "huge_int",
+    "escaped",
+    "mixed",
+]
 
 
 class EscapedNodeError(ValueError):

@@ -24,9 +24,7 @@ class RuleError(TypeError):
     """A primitive's rule returned something of the wrong shape."""
 
 
-def backward(
-    trace: Trace, seeds: Iterable[tuple[Any, Any]], tape: list[Expr] | None = None
-) -> list[Any]:
+def backward(trace: Trace, seeds: Iterable[tuple[Any, Any]], tape: list[Expr] | None = None) -> list[Any]:
     """Reverse pass: cotangents of every node of ``trace`` (None for zero).
 
     Contributions to a node are collected and combined once, when the node
@@ -139,8 +137,11 @@ def _check_outputs(prim: Any, results: tuple[Any, ...], batched: bool, kind: str
             continue
         parts = c if type(c) is tuple and prim.products and len(c) == 2 and kind == "vjp" else (c,)
         for x in parts:
-            if not (type(x) is Expr or (isinstance(x, numbers.Real) and not isinstance(x, bool))
-                    or (batched and core._is_array(x))):
+            if not (
+                type(x) is Expr
+                or (isinstance(x, numbers.Real) and not isinstance(x, bool))
+                or (batched and core._is_array(x))
+            ):
                 what = f"the cotangent of input {k}" if kind == "vjp" else "the output tangent"
                 raise RuleError(
                     f"the {kind} rule of primitive {prim.name!r} returned {errors.describe(x)} as {what}; "
@@ -197,9 +198,7 @@ def _bad_rule(name: str, got: Any, n: int, kind: str = "vjp") -> RuleError:
     )
 
 
-def forward(
-    trace: Trace, tangents: Sequence[tuple[Expr, Any]], tape: list[Expr] | None = None
-) -> list[Any]:
+def forward(trace: Trace, tangents: Sequence[tuple[Expr, Any]], tape: list[Expr] | None = None) -> list[Any]:
     """Forward pass: tangents of every node of ``trace`` (None for zero).
 
     Args:

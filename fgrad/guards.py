@@ -121,8 +121,10 @@ def _dropped(transform: str, what: str) -> str:
     if named is not None:
         fix = f"use {named[1]} instead of {named[0]}"
     else:
-        fix = ("compute with fgrad's operations (fg.sin, fg.exp, fg.sqrt ... in place of "
-               "math.sin, math.exp, math.sqrt ...)")
+        fix = (
+            "compute with fgrad's operations (fg.sin, fg.exp, fg.sqrt ... in place of "
+            "math.sin, math.exp, math.sqrt ...)"
+        )
     return (
         f"{what} of a traced value inside {transform} would drop its derivative (the float "
         f"carries none; math.* and numpy scalar functions call float()). To differentiate "
@@ -171,15 +173,29 @@ _ALIASES = {"fabs": "abs", "pow": "power", "fsum": "sum", "absolute": "abs"}
 # for ``np.exp(node)``. Arithmetic and comparisons with numpy scalars are the
 # node's own operators; any other ufunc, or an array operand, is refused.
 _UFUNC_OPERATORS = {
-    "add": ("__add__", "__radd__"), "subtract": ("__sub__", "__rsub__"),
-    "multiply": ("__mul__", "__rmul__"), "true_divide": ("__truediv__", "__rtruediv__"),
-    "divide": ("__truediv__", "__rtruediv__"), "floor_divide": ("__floordiv__", "__rfloordiv__"),
-    "remainder": ("__mod__", "__rmod__"), "power": ("__pow__", "__rpow__"),
-    "greater": ("__gt__", "__lt__"), "less": ("__lt__", "__gt__"), "greater_equal": ("__ge__", "__le__"),
-    "less_equal": ("__le__", "__ge__"), "equal": ("__eq__", "__eq__"), "not_equal": ("__ne__", "__ne__"),
+    "add": ("__add__", "__radd__"),
+    "subtract": ("__sub__", "__rsub__"),
+    "multiply": ("__mul__", "__rmul__"),
+    "true_divide": ("__truediv__", "__rtruediv__"),
+    "divide": ("__truediv__", "__rtruediv__"),
+    "floor_divide": ("__floordiv__", "__rfloordiv__"),
+    "remainder": ("__mod__", "__rmod__"),
+    "power": ("__pow__", "__rpow__"),
+    "greater": ("__gt__", "__lt__"),
+    "less": ("__lt__", "__gt__"),
+    "greater_equal": ("__ge__", "__le__"),
+    "less_equal": ("__le__", "__ge__"),
+    "equal": ("__eq__", "__eq__"),
+    "not_equal": ("__ne__", "__ne__"),
 }
-_UFUNC_UNARY = {"negative": "__neg__", "positive": "__pos__", "absolute": "__abs__", "floor": "__floor__",
-                "ceil": "__ceil__", "trunc": "__trunc__"}
+_UFUNC_UNARY = {
+    "negative": "__neg__",
+    "positive": "__pos__",
+    "absolute": "__abs__",
+    "floor": "__floor__",
+    "ceil": "__ceil__",
+    "trunc": "__trunc__",
+}
 
 
 def _array_ufunc(self: Expr, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:

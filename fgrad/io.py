@@ -81,24 +81,32 @@ def register(cls: C, *, name: str | None = None) -> C:
         fields = getattr(cls, "_fields")  # noqa: B009 (mypy knows cls only as a type)
         names_ok = type(fields) is tuple and all(type(f) is str for f in fields)
         if not names_ok or len(set(fields)) != len(fields):
-            raise TypeError(f"register: {cls.__qualname__}._fields must be a tuple of distinct str field "
-                            f"names, as collections.namedtuple makes it; got {show(fields)}")
+            raise TypeError(
+                f"register: {cls.__qualname__}._fields must be a tuple of distinct str field "
+                f"names, as collections.namedtuple makes it; got {show(fields)}"
+            )
     else:
         try:  # what load does: an instance without running any code of the class
             object.__new__(cls)
         except TypeError as e:  # an abstract class; a subclass of dict, list, Exception ...
-            raise TypeError(f"register: load could not rebuild a {cls.__qualname__} without calling its "
-                            f"constructor ({e}); register a plain dataclass") from None
+            raise TypeError(
+                f"register: load could not rebuild a {cls.__qualname__} without calling its "
+                f"constructor ({e}); register a plain dataclass"
+            ) from None
     default = f"{cls.__module__}:{cls.__qualname__}"
     if name is None:
         name = default
     elif not isinstance(name, str):
-        raise TypeError(f"register: name must be a str (the class's name in files), got "
-                        f"{type(name).__name__} {show(name)}; pass a name such as {default!r}")
+        raise TypeError(
+            f"register: name must be a str (the class's name in files), got "
+            f"{type(name).__name__} {show(name)}; pass a name such as {default!r}"
+        )
     name = str.__str__(name)  # a plain str: no method of a str subclass runs later
     if not name.strip():
-        raise ValueError(f"register: name must not be empty or blank, got {show(name)}; pass a name such as "
-                         f"{default!r} (the default)")
+        raise ValueError(
+            f"register: name must not be empty or blank, got {show(name)}; pass a name such as "
+            f"{default!r} (the default)"
+        )
     old = _by_name.get(name)
     # The same module and qualname: the class defined anew (module reloaded, cell re-run).
     if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
@@ -128,9 +136,11 @@ def _where(path: str) -> str:
 def _int(x: int, what: str, path: str) -> int:
     if -_INT_BOUND < x < _INT_BOUND:
         return x
-    raise ValueError(f"save: the {what} at {_where(path)} has more than {_MAX_INT_DIGITS} digits "
-                     f"({x.bit_length()} bits), and JSON readers (Python's included) refuse such ints; "
-                     f"convert it (to a float or a str) or split it")
+    raise ValueError(
+        f"save: the {what} at {_where(path)} has more than {_MAX_INT_DIGITS} digits "
+        f"({x.bit_length()} bits), and JSON readers (Python's included) refuse such ints; "
+        f"convert it (to a float or a str) or split it"
+    )
 
 
 def _key(v: Any, what: str, path: str, depth: int) -> Any:
@@ -144,19 +154,24 @@ def _key(v: Any, what: str, path: str, depth: int) -> Any:
         return _float(v)
     if t is tuple:
         if depth >= MAX_DEPTH:
-            raise ValueError(f"save: the {what} at {_where(path)} is tuples nested deeper than {MAX_DEPTH} "
-                             f"levels")
+            raise ValueError(
+                f"save: the {what} at {_where(path)} is tuples nested deeper than {MAX_DEPTH} levels"
+            )
         return {"tuple": [_key(e, what, f"{path}[{i}]", depth + 1) for i, e in enumerate(v)]}
-    raise TypeError(f"save: the {what} at {_where(path)} is {t.__name__} {show(v)}; keys and "
-                    f"static fields must be str, int, float, bool, None or tuples of them")
+    raise TypeError(
+        f"save: the {what} at {_where(path)} is {t.__name__} {show(v)}; keys and "
+        f"static fields must be str, int, float, bool, None or tuples of them"
+    )
 
 
 def _field(x: Any, name: str, path: str) -> Any:
     try:
         return getattr(x, name)
     except AttributeError:
-        raise TypeError(f"save: the {type(x).__qualname__} at {_where(path)} has no value for its field "
-                        f"{name!r} (made without its constructor?); give it one") from None
+        raise TypeError(
+            f"save: the {type(x).__qualname__} at {_where(path)} has no value for its field "
+            f"{name!r} (made without its constructor?); give it one"
+        ) from None
 
 
 def _encode(x: Any, path: str, depth: int) -> Any:
@@ -183,38 +198,50 @@ def _encode(x: Any, path: str, depth: int) -> Any:
             rank = {id(k): i for i, k in enumerate(_sorted_keys([k for k, _, _ in pairs]))}
             order = sorted(range(len(pairs)), key=lambda i: rank[id(pairs[i][0])])
             pairs, keys = [pairs[i] for i in order], [keys[i] for i in order]
-        return {"dict" if t is dict else "pmap": [
-            [key, _encode(v, at_k, depth)] for key, (_, v, at_k) in zip(keys, pairs)
-        ]}
+        return {
+            "dict" if t is dict else "pmap": [
+                [key, _encode(v, at_k, depth)] for key, (_, v, at_k) in zip(keys, pairs)
+            ]
+        }
     namedtuple = isinstance(x, tuple) and is_namedtuple(t)
-    if namedtuple or (dataclasses.is_dataclass(x) and not isinstance(x, type)
-                      and not getattr(t, "__tree_leaf__", False)):
+    if namedtuple or (
+        dataclasses.is_dataclass(x) and not isinstance(x, type) and not getattr(t, "__tree_leaf__", False)
+    ):
         name = _name_of.get(t)
         if name is None:
-            raise TypeError(f"save: {t.__qualname__} at {at} is not registered, so it could not be "
-                            f"loaded back; decorate the class with @fgrad.io.register")
+            raise TypeError(
+                f"save: {t.__qualname__} at {at} is not registered, so it could not be "
+                f"loaded back; decorate the class with @fgrad.io.register"
+            )
         if namedtuple:
             if tuple.__len__(x) != len(t._fields):
-                raise TypeError(f"save: the {t.__qualname__} at {at} holds {tuple.__len__(x)} values for its "
-                                f"{len(t._fields)} fields (made without its constructor?); rebuild it")
+                raise TypeError(
+                    f"save: the {t.__qualname__} at {at} holds {tuple.__len__(x)} values for its "
+                    f"{len(t._fields)} fields (made without its constructor?); rebuild it"
+                )
             fields = {n: _encode(v, f"{path}.{n}", depth) for n, v in zip(t._fields, tuple.__iter__(x))}
             return {"namedtuple": {"type": name, "fields": fields}}
         kids, static = layout(t)
         body = {"type": name, "fields": {n: _encode(_field(x, n, path), f"{path}.{n}", depth) for n in kids}}
         if static:
-            body["static"] = {n: _key(_field(x, n, path), "static field", f"{path}.{n}", depth)
-                              for n in static}
+            body["static"] = {
+                n: _key(_field(x, n, path), "static field", f"{path}.{n}", depth) for n in static
+            }
         return {"dataclass": body}
     if isinstance(x, (list, tuple, dict, PMap, PVector)):
-        raise TypeError(f"save: cannot save the {t.__name__} at {at}: subclasses of tuple, list, dict, "
-                        f"PMap and PVector would not load back as themselves; convert it first")
+        raise TypeError(
+            f"save: cannot save the {t.__name__} at {at}: subclasses of tuple, list, dict, "
+            f"PMap and PVector would not load back as themselves; convert it first"
+        )
     # Subclasses (numpy.float64, IntEnum) are saved as the number they are; no method of theirs runs.
     if isinstance(x, float):
         return _float(float.__float__(x))
     if isinstance(x, int):
         return _int(int.__int__(x), "int", path)
-    raise TypeError(f"save: cannot save {t.__name__} {show(x)} at {at}: leaves must be float, int or "
-                    f"bool (a parameter file holds numbers)")
+    raise TypeError(
+        f"save: cannot save {t.__name__} {show(x)} at {at}: leaves must be float, int or "
+        f"bool (a parameter file holds numbers)"
+    )
 
 
 def _lay(obj: Any, indent: str) -> tuple[str | None, str]:
@@ -266,8 +293,9 @@ def dumps(tree: Any) -> str:
 
 def _file_name(path: Any, fn: str) -> str:
     if not isinstance(path, (str, bytes, os.PathLike)):
-        raise TypeError(f"{fn}: path must be a file name (a str or os.PathLike), got "
-                        f"{type(path).__name__} {show(path)}")
+        raise TypeError(
+            f"{fn}: path must be a file name (a str or os.PathLike), got {type(path).__name__} {show(path)}"
+        )
     name = os.fsdecode(path)
     if not name or "\0" in name:
         raise ValueError(f"{fn}: path is empty or holds a NUL character; name a file, got {show(name)}")
@@ -319,8 +347,9 @@ def save(tree: Any, path: str | os.PathLike[str]) -> None:
     """
     name = _file_name(path, "save")
     if name.endswith(os.sep) or (os.altsep is not None and name.endswith(os.altsep)):
-        raise IsADirectoryError(errno.EISDIR, "save: path ends in a separator, so it names a directory; "
-                                "name a file", name)
+        raise IsADirectoryError(
+            errno.EISDIR, "save: path ends in a separator, so it names a directory; name a file", name
+        )
     data = dumps(tree).encode("ascii")  # first: a tree that cannot be saved leaves no trace
     target = os.path.realpath(name)  # the file the links lead to, so that os.replace keeps the links
     try:
@@ -330,11 +359,16 @@ def save(tree: Any, path: str | os.PathLike[str]) -> None:
     if old is not None and stat.S_ISDIR(old.st_mode):
         raise IsADirectoryError(errno.EISDIR, "save: path is a directory; name a file in it", name)
     if old is not None and not stat.S_ISREG(old.st_mode):  # a FIFO, a device, a socket
-        raise ValueError(f"save: {name!r} is not a regular file (a FIFO, a device or a socket), which an "
-                         "atomic save would replace by one; save to a regular file")
+        raise ValueError(
+            f"save: {name!r} is not a regular file (a FIFO, a device or a socket), which an "
+            "atomic save would replace by one; save to a regular file"
+        )
     if old is not None and not os.access(target, os.W_OK):
-        raise PermissionError(errno.EACCES, "save: the file is not writable, so it is left alone; change "
-                              "its permissions or save elsewhere", name)
+        raise PermissionError(
+            errno.EACCES,
+            "save: the file is not writable, so it is left alone; change its permissions or save elsewhere",
+            name,
+        )
     directory, base = os.path.split(target)
     tmp = os.path.join(directory, f".{base[:32]}.{secrets.token_hex(8)}.tmp")  # short: within NAME_MAX
     try:
@@ -386,8 +420,9 @@ def _read(f: Any, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def load(path: str | os.PathLike[str], *, max_bytes: int | None = MAX_BYTES,
-         max_depth: int = MAX_DEPTH) -> Any:
+def load(
+    path: str | os.PathLike[str], *, max_bytes: int | None = MAX_BYTES, max_depth: int = MAX_DEPTH
+) -> Any:
     """Read a pytree written by :func:`save`.
 
     Args:
@@ -408,13 +443,17 @@ def load(path: str | os.PathLike[str], *, max_bytes: int | None = MAX_BYTES,
     with open(source, "rb") as f:
         data = f.read() if max_bytes is None else _read(f, max_bytes)
     if max_bytes is not None and len(data) > max_bytes:
-        raise LoadError(source, "the whole file", f"larger than max_bytes={max_bytes}; pass a larger "
-                        f"max_bytes (or None) for a big file you trust")
+        raise LoadError(
+            source,
+            "the whole file",
+            f"larger than max_bytes={max_bytes}; pass a larger max_bytes (or None) for a big file you trust",
+        )
     return loads(data, max_depth=max_depth, source=source)
 
 
-def loads(data: str | bytes | bytearray | memoryview, *, max_depth: int = MAX_DEPTH,
-          source: str = "<string>") -> Any:
+def loads(
+    data: str | bytes | bytearray | memoryview, *, max_depth: int = MAX_DEPTH, source: str = "<string>"
+) -> Any:
     """Read a pytree from the text of a file (``source`` names it in errors).
 
     >>> loads('{"format": "fgrad-tree", "version": 1, "tree": {"tuple": [1.0, {"float": "-inf"}]}}')
@@ -424,8 +463,10 @@ def loads(data: str | bytes | bytearray | memoryview, *, max_depth: int = MAX_DE
     fgrad.io.LoadError: cannot load p.json: line 1, column 63: not valid JSON: ...
     """
     if not isinstance(source, str):
-        raise TypeError(f"loads: source must be a str (what error messages call the text), got "
-                        f"{type(source).__name__} {show(source)}")
+        raise TypeError(
+            f"loads: source must be a str (what error messages call the text), got "
+            f"{type(source).__name__} {show(source)}"
+        )
     max_depth = _limit(max_depth, "max_depth", "loads", none=False)
     if isinstance(data, str):
         text = str.__str__(data)
@@ -438,10 +479,10 @@ def loads(data: str | bytes | bytearray | memoryview, *, max_depth: int = MAX_DE
             raise LoadError(source, f"line {line}, byte {e.start}", f"not UTF-8 ({e.reason})") from None
     else:
         hint = "; to read a file, call fgrad.io.load(path)" if isinstance(data, os.PathLike) else ""
-        raise TypeError(f"loads: data must be the text of a file, a str or bytes, got "
-                        f"{type(data).__name__} {show(data)}{hint}")
+        raise TypeError(
+            f"loads: data must be the text of a file, a str or bytes, got "
+            f"{type(data).__name__} {show(data)}{hint}"
+        )
     if not text.strip():
         raise LoadError(source, "line 1", "the file is empty (truncated?)")
     return Reader(source, max_depth, _by_name).document(text)
-
-

@@ -48,8 +48,10 @@ def is_namedtuple(cls: type) -> bool:
 def layout(cls: type) -> tuple[list[str], list[str]]:
     """(leaf fields, static fields) of a dataclass, in declaration order."""
     fields = dataclasses.fields(cls)
-    return ([f.name for f in fields if not f.metadata.get("static")],
-            [f.name for f in fields if f.metadata.get("static")])
+    return (
+        [f.name for f in fields if not f.metadata.get("static")],
+        [f.name for f in fields if f.metadata.get("static")],
+    )
 
 
 def show(x: Any) -> str:
@@ -80,8 +82,9 @@ class Reader:
 
     def document(self, text: str) -> Any:
         try:
-            doc = json.loads(text, object_pairs_hook=self.pairs, parse_float=self.number,
-                             parse_constant=self.constant)
+            doc = json.loads(
+                text, object_pairs_hook=self.pairs, parse_float=self.number, parse_constant=self.constant
+            )
         except LoadError:
             raise
         except json.JSONDecodeError as e:
@@ -94,8 +97,11 @@ class Reader:
         version = doc.get("version")
         if type(version) is not int or version != VERSION:
             newer = type(version) is int and version > VERSION
-            self.fail("at $.version", f"version {show(version)} is not supported, only {VERSION}"
-                      + (" (written by a newer fgrad: upgrade)" if newer else ""))
+            self.fail(
+                "at $.version",
+                f"version {show(version)} is not supported, only {VERSION}"
+                + (" (written by a newer fgrad: upgrade)" if newer else ""),
+            )
         if doc.keys() != {"format", "version", "tree"}:
             self.fail("at $", f'expected the keys "format", "version" and "tree", got {show(list(doc))}')
         try:
@@ -125,8 +131,11 @@ class Reader:
         if obj is None or t is float or t is int or t is bool or (t is str and key):
             return obj
         if t is not dict or len(obj) != 1:
-            self.fail(f"at {where}", f'expected a number, null or a tagged object like {{"list": [...]}}, '
-                      f"got {show(obj)}" + ("; strings are only keys and static fields" if t is str else ""))
+            self.fail(
+                f"at {where}",
+                f'expected a number, null or a tagged object like {{"list": [...]}}, '
+                f"got {show(obj)}" + ("; strings are only keys and static fields" if t is str else ""),
+            )
         [(tag, body)] = obj.items()
         tags = KEY_TAGS if key else TREE_TAGS
         if tag not in tags:
@@ -161,8 +170,11 @@ class Reader:
             x: float = struct.unpack("<d", int(body[6:], 16).to_bytes(8, "little"))[0]
             if math.isnan(x):
                 return x
-        self.fail(f"at {where}", f'expected "nan", "-nan", "inf", "-inf" or "nan:0x" and the 16 hex '
-                  f"digits of a nan, got {show(body)}")
+        self.fail(
+            f"at {where}",
+            f'expected "nan", "-nan", "inf", "-inf" or "nan:0x" and the 16 hex '
+            f"digits of a nan, got {show(body)}",
+        )
 
     def record(self, tag: str, body: Any, where: str, depth: int) -> Any:
         allowed = {"type", "fields", "static"} if tag == "dataclass" else {"type", "fields"}
@@ -171,8 +183,11 @@ class Reader:
         name = body["type"]
         cls = self.registry.get(name) if type(name) is str else None
         if cls is None:
-            self.fail(f"at {where}.type", f"the type {show(name)} is not registered; call "
-                      f"fgrad.io.register(<that class>) before loading (load never imports modules)")
+            self.fail(
+                f"at {where}.type",
+                f"the type {show(name)} is not registered; call "
+                f"fgrad.io.register(<that class>) before loading (load never imports modules)",
+            )
         if (tag == "namedtuple") != is_namedtuple(cls):
             self.fail(f"at {where}.type", f"{name} is registered, but is not a {tag}")
         if tag == "namedtuple":
@@ -188,6 +203,9 @@ class Reader:
 
     def fields(self, body: Any, names: list[str], where: str, depth: int, key: bool) -> list[Any]:
         if type(body) is not dict or body.keys() != set(names):
-            self.fail(f"at {where}", f"expected the fields {show(names)} of the registered class, "
-                      f"got {show(list(body) if type(body) is dict else body)}")
+            self.fail(
+                f"at {where}",
+                f"expected the fields {show(names)} of the registered class, "
+                f"got {show(list(body) if type(body) is dict else body)}",
+            )
         return [self.value(body[n], f"{where}.{n}", depth, key) for n in names]

@@ -85,6 +85,7 @@ def _jacobian(
     def jac(*args: Any, **kwargs: Any) -> Any:
         nums = _norm_argnums(name, argnums, len(args))
         single = isinstance(argnums, int)
+
         def body(tr: Trace) -> Any:
             new_args, nodes, td = trace_inputs(tr, name, args, nums)
             outs, out_td = _outputs(name, f(*new_args, **kwargs))

@@ -91,9 +91,7 @@ class MLP:
     style: str = static_field(default="fused")
 
     @staticmethod
-    def init(
-        sizes: Sequence[int], seed: int = 0, style: str = "fused", nonlin_last: bool = False
-    ) -> MLP:
+    def init(sizes: Sequence[int], seed: int = 0, style: str = "fused", nonlin_last: bool = False) -> MLP:
         """A seeded MLP with weights uniform in (-1, 1) and zero biases.
 
         Args:
@@ -120,10 +118,12 @@ class MLP:
         for i, (nin, nout) in enumerate(zip(sizes, sizes[1:])):
             nonlin = nonlin_last or i < len(sizes) - 2
             layers.append(
-                Layer(pvector(
-                    Neuron(pvector([rng.uniform(-1.0, 1.0) for _ in range(nin)]), 0.0, nonlin)
-                    for _ in range(nout)
-                ))
+                Layer(
+                    pvector(
+                        Neuron(pvector([rng.uniform(-1.0, 1.0) for _ in range(nin)]), 0.0, nonlin)
+                        for _ in range(nout)
+                    )
+                )
             )
         return MLP(pvector(layers), style)
 

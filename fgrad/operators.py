@@ -116,15 +116,33 @@ def _abs(self: Expr) -> Any:
 _pow_op = _binop(pow_, False)
 _rpow_op = _binop(pow_, True)
 
-for _prim, _name in ((add, "add"), (sub, "sub"), (mul, "mul"), (div, "truediv"), (floordiv, "floordiv"),
-                     (mod, "mod")):
+for _prim, _name in (
+    (add, "add"),
+    (sub, "sub"),
+    (mul, "mul"),
+    (div, "truediv"),
+    (floordiv, "floordiv"),
+    (mod, "mod"),
+):
     setattr(Expr, f"__{_name}__", _binop(_prim, False))
     setattr(Expr, f"__r{_name}__", _binop(_prim, True))
+
+
 def _round(self: Expr, ndigits: Any = None) -> Any:
     return ops.round(self, 0 if ndigits is None else ndigits)
 
 
-for _name, _method in (("pow", _pow), ("rpow", _rpow), ("neg", _neg), ("pos", _pos), ("abs", _abs),
-                      ("divmod", _divmod), ("rdivmod", _rdivmod), ("floor", ops.floor), ("ceil", ops.ceil),
-                      ("trunc", ops.trunc), ("round", _round)):
+for _name, _method in (
+    ("pow", _pow),
+    ("rpow", _rpow),
+    ("neg", _neg),
+    ("pos", _pos),
+    ("abs", _abs),
+    ("divmod", _divmod),
+    ("rdivmod", _rdivmod),
+    ("floor", ops.floor),
+    ("ceil", ops.ceil),
+    ("trunc", ops.trunc),
+    ("round", _round),
+):
     setattr(Expr, f"__{_name}__", _method)

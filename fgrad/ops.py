@@ -39,9 +39,34 @@ from .arith import mod as mod_p
 from .core import Expr, Primitive, _is_array, bind
 
 __all__ = [
-    "add", "sub", "mul", "div", "neg", "power", "abs_", "exp", "log", "tanh",
-    "relu", "sigmoid", "sqrt", "sin", "cos", "maximum", "minimum", "sum",
-    "dot", "mean", "stop_gradient", "floor", "ceil", "trunc", "round", "floor_divide", "mod", "PRIMITIVES",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "neg",
+    "power",
+    "abs_",
+    "exp",
+    "log",
+    "tanh",
+    "relu",
+    "sigmoid",
+    "sqrt",
+    "sin",
+    "cos",
+    "maximum",
+    "minimum",
+    "sum",
+    "dot",
+    "mean",
+    "stop_gradient",
+    "floor",
+    "ceil",
+    "trunc",
+    "round",
+    "floor_divide",
+    "mod",
+    "PRIMITIVES",
 ]
 
 _nan = math.nan
@@ -385,8 +410,32 @@ def stop_gradient(x: Any) -> Any:
 
 PRIMITIVES: dict[str, Primitive] = {
     p.name: p
-    for p in (add, sub, mul, div, neg, pow_, abs_, exp, log, tanh, relu, sigmoid,
-              sqrt, sin, cos, maximum, minimum, sum_p, dot_p, floordiv, floor_p, ceil_p, trunc_p, round_p)
+    for p in (
+        add,
+        sub,
+        mul,
+        div,
+        neg,
+        pow_,
+        abs_,
+        exp,
+        log,
+        tanh,
+        relu,
+        sigmoid,
+        sqrt,
+        sin,
+        cos,
+        maximum,
+        minimum,
+        sum_p,
+        dot_p,
+        floordiv,
+        floor_p,
+        ceil_p,
+        trunc_p,
+        round_p,
+    )
 }
 PRIMITIVES["mod"] = mod_p
 PRIMITIVES["pow_const"] = pow_const
@@ -395,4 +444,3 @@ PRIMITIVES.update({"step": step, "sign": sign, "share": share, "pow_log": pow_lo
 for _p in PRIMITIVES.values():
     _p.symbolic_zeros = True  # fgrad's own jvp rules skip the work of inputs without a tangent
     _p.trusted = True
-

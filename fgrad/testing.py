@@ -129,8 +129,9 @@ def check_grads(
     modes = tuple(modes)
     if not modes or any(m not in ("fwd", "rev") for m in modes):
         raise ValueError(f"check_grads: modes must be a non-empty subset of ('fwd', 'rev'), got {modes!r}")
-    tol = _Tolerance(1e-6 if eps is None else eps, 1e-5 if atol is None else atol,
-                     1e-4 if rtol is None else rtol)
+    tol = _Tolerance(
+        1e-6 if eps is None else eps, 1e-5 if atol is None else atol, 1e-4 if rtol is None else rtol
+    )
     args = tuple(args)
     for mode in modes:
         fn = f
@@ -187,8 +188,7 @@ def _check_fwd(f: Callable[..., Any], args: tuple[Any, ...], k: int, tol: _Toler
     numeric = _numeric_partials(f, args, tol.eps)
     for j, (path, n) in enumerate(zip(paths, numeric)):
         basis = tree_unflatten(td, [1.0 if i == j else 0.0 for i in range(len(leaves))])
-        tol.check("fwd", k, f"argument {_arg_path(path)}", jvp(f, args, basis)[1], n,
-                  "central differences")
+        tol.check("fwd", k, f"argument {_arg_path(path)}", jvp(f, args, basis)[1], n, "central differences")
 
 
 def _arg_path(path: str) -> str:
@@ -203,9 +203,7 @@ def _hypothesis() -> Any:
     try:
         from hypothesis import strategies
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "fgrad.testing strategies need hypothesis: pip install 'fgrad[test]'"
-        ) from e
+        raise ImportError("fgrad.testing strategies need hypothesis: pip install 'fgrad[test]'") from e
     return strategies
 
 

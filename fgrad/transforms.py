@@ -91,7 +91,7 @@ def check_leaf(name: str, leaf: Any, where: str) -> Any:
 def _leaf_where(argnums: tuple[int, ...], treedef: TreeDef, k: int) -> str:
     path = tree_paths(treedef)[k]  # "[i]..." over the tuple of differentiated args
     i = int(path[1 : path.index("]")])
-    return f"argument {argnums[i]}{path[path.index(']') + 1:]}"
+    return f"argument {argnums[i]}{path[path.index(']') + 1 :]}"
 
 
 def trace_inputs(
@@ -169,9 +169,7 @@ def split_aux(name: str, result: Any) -> tuple[Any, Any]:
     return result[0], result[1]
 
 
-def value_and_grad(
-    f: Callable[..., Any], argnums: ArgNums = 0, has_aux: bool = False
-) -> Callable[..., Any]:
+def value_and_grad(f: Callable[..., Any], argnums: ArgNums = 0, has_aux: bool = False) -> Callable[..., Any]:
     """A function that returns ``f``'s value and its gradient.
 
     Args:
@@ -200,13 +198,9 @@ def value_and_grad(
             new_args, nodes, treedef = trace_inputs(tr, "grad", args, nums)
             result = f(*new_args, **kwargs)
             out, aux = split_aux("grad", result) if has_aux else (result, None)
-            out = check_scalar(
-                "grad", out, "reduce it with fg.sum, or use fg.jacobian for several outputs"
-            )
+            out = check_scalar("grad", out, "reduce it with fg.sum, or use fg.jacobian for several outputs")
             cts = backward(tr, [(out, 1.0)])
-            grads = unflatten_persistent(
-                treedef, [0.0 if (c := cts[n.seq]) is None else c for n in nodes]
-            )
+            grads = unflatten_persistent(treedef, [0.0 if (c := cts[n.seq]) is None else c for n in nodes])
             value = lower(tr, out)
             if has_aux:
                 value = (value, lower_tree(tr, aux))
@@ -360,6 +354,7 @@ def linearize(f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[..., 
     (8.0, 12.0, 6.0)
     """
     check_callable("linearize", f)
+
     def body(tr: Trace) -> tuple[Any, ...]:
         new_args, nodes, td = trace_inputs(tr, "linearize", primals, _all_args(primals))
         outs, out_td = _outputs("linearize", f(*new_args))
@@ -390,6 +385,7 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[An
     (6.0, (3.0, 2.0), (6.0, 4.0))
     """
     check_callable("vjp", f)
+
     def body(tr: Trace) -> tuple[Any, ...]:
         new_args, nodes, td = trace_inputs(tr, "vjp", primals, _all_args(primals))
         result = f(*new_args)

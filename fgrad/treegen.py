@@ -83,11 +83,25 @@ class _Source:
 
     def run(self, name: str) -> Callable[..., Any]:
         namespace: dict[str, Any] = {
-            "K": tuple(self.consts), "MAKE": _make, "MAKE_PLAIN": _make_plain, "PV": pvector, "PM": pmap,
-            "DICT": dict, "LIST": list, "TUPLE": tuple, "TNEW": tuple.__new__, "ZIP": zip, "TYPE": type,
+            "K": tuple(self.consts),
+            "MAKE": _make,
+            "MAKE_PLAIN": _make_plain,
+            "PV": pvector,
+            "PM": pmap,
+            "DICT": dict,
+            "LIST": list,
+            "TUPLE": tuple,
+            "TNEW": tuple.__new__,
+            "ZIP": zip,
+            "TYPE": type,
             "LEN": len,
-            "FLOAT": float, "SET": set, "MAP": map, "FLOATS": frozenset({float}), "STRS": frozenset({str}),
-            "ALL": all, "IS": operator.is_,
+            "FLOAT": float,
+            "SET": set,
+            "MAP": map,
+            "FLOATS": frozenset({float}),
+            "STRS": frozenset({str}),
+            "ALL": all,
+            "IS": operator.is_,
         }
         exec(compile("\n".join(self.lines) + "\n", f"<fgrad.treegen {name}>", "exec"), namespace)  # noqa: S102
         return namespace[name]  # type: ignore[no-any-return]
@@ -259,16 +273,19 @@ def _flattener(td: TreeDef) -> Callable[[Any], list[Any] | None] | None:
             lines.append(f"    if TYPE({var}) is not {src.const(concrete)}: return None")
         elif _ordered_dict(t.node_type):  # a dict, in this insertion order
             in_order = tuple(t.meta[i] for i in t.node_type.order)
-            lines.append(f"    if TYPE({var}) is not DICT or TUPLE({var}) != {src.const(in_order)}: "
-                         "return None")
+            lines.append(
+                f"    if TYPE({var}) is not DICT or TUPLE({var}) != {src.const(in_order)}: return None"
+            )
         else:
             lines.append(f"    if TYPE({var}) is not {src.const(t.node_type)}: return None")
         if t.kind == "dataclass":
             names, static, static_values = t.meta
             *_, get_kids, get_static = _dataclass_fields(t.node_type)
             if static:
-                lines.append(f"    if not ALL(MAP(IS, {src.const(get_static)}({var}), "
-                             f"{src.const(static_values)})): return None")
+                lines.append(
+                    f"    if not ALL(MAP(IS, {src.const(get_static)}({var}), "
+                    f"{src.const(static_values)})): return None"
+                )
             kids = src.temp()
             lines.append(f"    {kids} = {src.const(get_kids)}({var})")
         elif t.kind == "map":
@@ -278,8 +295,9 @@ def _flattener(td: TreeDef) -> Callable[[Any], list[Any] | None] | None:
             if t.node_type is PMap:  # (read in one pass, as tree_flatten does)
                 lines.append(f"    {var} = DICT({var}.items())")
             # (Keys of type str exactly: a str subclass, equal, may mean something else.)
-            lines.append(f"    if not ({keys} == {var}.keys() and STRS.issuperset(MAP(TYPE, {var}))): "
-                         "return None")
+            lines.append(
+                f"    if not ({keys} == {var}.keys() and STRS.issuperset(MAP(TYPE, {var}))): return None"
+            )
             lines.append(f"    {kids} = LIST(MAP({var}.__getitem__, {src.const(t.meta)}))")
         else:
             kids = var
@@ -309,6 +327,7 @@ def _flattener(td: TreeDef) -> Callable[[Any], list[Any] | None] | None:
 # tree_flatten / tree_unflatten's cache --------------------------------------
 # A structure is compiled the second time it is met (once is often a one-off),
 # keyed by the tree's top-level type (flatten) or the TreeDef object (unflatten).
+
 
 class FlattenCache:
     """Compiled flatteners for the float trees met most recently, a few per
@@ -365,8 +384,10 @@ class FlattenCache:
 
     def _add(self, key: Any, entry: list[Any]) -> None:
         entries = self.entries.get(key)
-        if entries is None and len(self.entries) >= self.max_keys or (
-            self.leaves + entry[0].num_leaves > self.max_leaves
+        if (
+            entries is None
+            and len(self.entries) >= self.max_keys
+            or (self.leaves + entry[0].num_leaves > self.max_leaves)
         ):
             self.entries.clear()
             self.leaves, entries = 0, None
@@ -374,9 +395,9 @@ class FlattenCache:
             entries = self.entries[key] = []
         entries.insert(0, entry)
         self.leaves += entry[0].num_leaves
-        for old in entries[self.per_key:]:
+        for old in entries[self.per_key :]:
             self.leaves -= old[0].num_leaves
-        del entries[self.per_key:]
+        del entries[self.per_key :]
 
 
 _REFUSED: Any = "refused"  # an entry's count once its structure would not compile: not tried again

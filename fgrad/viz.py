@@ -142,8 +142,10 @@ def _node_grads(leaves: list[Any], nodes: list[Expr], grads: Any) -> Any:
         return _adjoints(nodes, outs[0])
     tr, g_leaves = max((x.trace for x in outs), key=lambda t: t.level), tree_leaves(grads)
     if len(g_leaves) != (want := tr.in_tree.num_leaves if isinstance(tr.in_tree, TreeDef) else 0):
-        raise ValueError(f"to_dot: grads has {len(g_leaves)} leaves but the traced inputs have {want}; pass "
-                         "what fg.grad returns for every traced argument (argnums=(0, 1, ...)), or 'compute'")
+        raise ValueError(
+            f"to_dot: grads has {len(g_leaves)} leaves but the traced inputs have {want}; pass "
+            "what fg.grad returns for every traced argument (argnums=(0, 1, ...)), or 'compute'"
+        )
     return [g_leaves[n.seq] if n.prim is None and n.trace is tr else None for n in nodes]
 
 
@@ -167,8 +169,12 @@ def to_dot(out: Any, grads: Any = None) -> str:
     for path, x in zip(tree_paths(out_td), leaves, strict=True):
         if type(x) is Expr:
             outputs.setdefault(index[id(x)], []).append("out" + path)
-    lines = ["digraph fgrad {", "  rankdir=LR;", '  node [shape=box, fontname="monospace", fontsize=10];',
-             '  edge [fontname="monospace", fontsize=9];']
+    lines = [
+        "digraph fgrad {",
+        "  rankdir=LR;",
+        '  node [shape=box, fontname="monospace", fontsize=10];',
+        '  edge [fontname="monospace", fontsize=9];',
+    ]
     for i, n in enumerate(nodes):
         label = f"{names[i] if n.prim is None else _op_head(n)}\nvalue {_num(n.value)}"
         if adj is not None and adj[i] is not None:
@@ -190,8 +196,10 @@ def to_dot(out: Any, grads: Any = None) -> str:
 def _render(out: Any, fmt: str, grads: Any, max_nodes: int) -> bytes:
     size = len(reachable(tree_leaves(out)))
     if size > max_nodes:
-        raise ValueError(f"this graph has {size} nodes, too many to draw usefully (max_nodes={max_nodes}); "
-                         "summarise it with fg.graph_stats(out), draw a smaller example, or pass max_nodes=")
+        raise ValueError(
+            f"this graph has {size} nodes, too many to draw usefully (max_nodes={max_nodes}); "
+            "summarise it with fg.graph_stats(out), draw a smaller example, or pass max_nodes="
+        )
     text = to_dot(out, grads)
     try:
         graphviz: Any = importlib.import_module("graphviz")
@@ -359,8 +367,14 @@ def _table(rows: list[list[str]]) -> list[str]:
     return ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
 
 
-def explain(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *, file: IO[str] | None = None,
-            digits: int = 4, max_nodes: int = 200) -> Callable[..., str]:
+def explain(
+    f: Callable[..., Any],
+    argnums: int | Sequence[int] = 0,
+    *,
+    file: IO[str] | None = None,
+    digits: int = 4,
+    max_nodes: int = 200,
+) -> Callable[..., str]:
     """Teach backprop on ``f``: print its forward values, then the reverse pass node by node.
 
     Returns a function of ``f``'s arguments that prints the tables to ``file``
@@ -393,6 +407,7 @@ def explain(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *, file: IO
         if not wanted or any(not -len(args) <= i < len(args) for i in wanted):
             raise ValueError(f"explain: argnums={argnums!r} but the call has {len(args)} positional args")
         nums = tuple(i % len(args) for i in wanted)
+
         def body(tr: Trace) -> tuple[Any, list[Expr]]:
             new_args, inputs, _ = trace_inputs(tr, "explain", args, nums)
             hint = "explain shows the reverse pass of one scalar; reduce the output with fg.sum"
@@ -412,8 +427,10 @@ def _lesson(out: Any, inputs: list[Expr], bases: list[str] | None, digits: int, 
         return f"the function returned {_num(out, digits)}, a constant: every gradient is 0\n"
     nodes = reachable([out, *inputs])
     if len(nodes) > max_nodes:
-        raise ValueError(f"explain: the graph has {len(nodes)} nodes, too many to read (max_nodes="
-                         f"{max_nodes}); try a smaller function, or fg.graph_stats, or pass max_nodes=")
+        raise ValueError(
+            f"explain: the graph has {len(nodes)} nodes, too many to read (max_nodes="
+            f"{max_nodes}); try a smaller function, or fg.graph_stats, or pass max_nodes="
+        )
     index = {id(n): i for i, n in enumerate(nodes)}
     named = _leaf_names(nodes, bases)
     prefix, k, shown = _prefix(named), 0, []
@@ -428,16 +445,28 @@ def _lesson(out: Any, inputs: list[Expr], bases: list[str] | None, digits: int, 
         return shown[index[id(a)]] if type(a) is Expr else num(a)
 
     fwd = [["node", "op", "inputs", "value"]]
-    fwd += [[shown[i], n.prim.name if n.prim else "input", ", ".join(map(arg, n.args)), num(n.value)]
-            for i, n in enumerate(nodes)]
+    fwd += [
+        [shown[i], n.prim.name if n.prim else "input", ", ".join(map(arg, n.args)), num(n.value)]
+        for i, n in enumerate(nodes)
+    ]
     adj = _adjoints(nodes, out)
     steps = _steps(nodes, index, out, adj)
     rev = [["node", "grad", "input", "local", "grad*local", "input.grad now"]]
     for s, (i, j, local, c, total) in enumerate(steps):
         first = s == 0 or steps[s - 1][0] != i
         rev.append([shown[i] * first, num(adj[i]) * first, shown[j], num(local), num(c), num(total)])
-    return "\n".join([
-        "forward pass (creation order)", *_table(fwd), "",
-        f"reverse pass (reverse order, from {arg(out)}.grad = 1; each input.grad += grad * local)",
-        *_table(rev), "", "gradients", *_table([[arg(x), num(adj[index[id(x)]])] for x in inputs]),
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                "forward pass (creation order)",
+                *_table(fwd),
+                "",
+                f"reverse pass (reverse order, from {arg(out)}.grad = 1; each input.grad += grad * local)",
+                *_table(rev),
+                "",
+                "gradients",
+                *_table([[arg(x), num(adj[index[id(x)]])] for x in inputs]),
+            ]
+        )
+        + "\n"
+    )

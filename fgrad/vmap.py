@@ -176,8 +176,12 @@ def _can_batch() -> bool:
     not inside another batched vmap."""
     stack = _active.get()
     return (
-        bool(stack) and stack[0].guards is not None and stack[0].live and not core.DEBUG_NANS
-        and not _inside.get() and have_numpy()
+        bool(stack)
+        and stack[0].guards is not None
+        and stack[0].live
+        and not core.DEBUG_NANS
+        and not _inside.get()
+        and have_numpy()
     )
 
 
@@ -250,8 +254,12 @@ def _batched_call(
         # An impl that did not fail on a batch is trusted only if it is
         # fgrad's own or has a vectorized version: a user's impl written with
         # numpy may well reduce over the batch without an error.
-        if node.prim is not None and node.prim.vectorized is None and id(node.prim) not in TRUSTED \
-                and any(map(is_batch, node.args)):
+        if (
+            node.prim is not None
+            and node.prim.vectorized is None
+            and id(node.prim) not in TRUSTED
+            and any(map(is_batch, node.args))
+        ):
             return None
         # A constant of another arithmetic (a float32, a Fraction) keeps it in
         # the loop; numpy would compute it in float64 over the batch.
@@ -260,9 +268,7 @@ def _batched_call(
         ):
             return None
     outs, out_td = tree_flatten(out)
-    per_leaf = [
-        [bind(index_p, o, i, n) for i in range(n)] if is_batch(o) else [o] * n for o in outs
-    ]
+    per_leaf = [[bind(index_p, o, i, n) for i in range(n)] if is_batch(o) else [o] * n for o in outs]
     result = Batched(tree_unflatten(out_td, [col[i] for col in per_leaf]) for i in range(n))
     if len(outs) == 1 and out_td.kind == "leaf" and is_batch(outs[0]):
         batch = outs[0]

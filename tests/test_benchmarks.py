@@ -25,8 +25,22 @@ def load(name):
 
 def test_moons_benchmark_agrees_with_micrograd_and_reports(tmp_path):
     moons = load("moons")
-    result = moons.main(["--steps", "1", "--fast-steps", "2", "--repeats", "1", "--check-steps", "2",
-                         "--n", "16", "--out", str(tmp_path)])
+    result = moons.main(
+        [
+            "--steps",
+            "1",
+            "--fast-steps",
+            "2",
+            "--repeats",
+            "1",
+            "--check-steps",
+            "2",
+            "--n",
+            "16",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     rows = {r["system"]: r for r in result["rows"]}
     assert set(rows) == set(moons.SYSTEMS)
     for name in moons.SYSTEMS[1:]:  # numpy and the vmap rows too

@@ -111,8 +111,27 @@ def test_comparisons_branches_int_and_formatting_keep_working() -> None:
 
 # Rounding, floor division and the remainder ---------------------------------
 
-SPECIAL = [0.0, -0.0, 0.3, -0.3, 0.5, -0.5, 1.5, -1.5, 2.5, 7.0, -7.5, 1e300, -1e300, 5e-324,
-           math.inf, -math.inf, math.nan, 2.0**52 + 1, -(2.0**53)]
+SPECIAL = [
+    0.0,
+    -0.0,
+    0.3,
+    -0.3,
+    0.5,
+    -0.5,
+    1.5,
+    -1.5,
+    2.5,
+    7.0,
+    -7.5,
+    1e300,
+    -1e300,
+    5e-324,
+    math.inf,
+    -math.inf,
+    math.nan,
+    2.0**52 + 1,
+    -(2.0**53),
+]
 
 
 def _bits(x: float) -> bytes:
@@ -125,8 +144,16 @@ def _same(got: Any, want: Any) -> bool:
 
 @pytest.mark.parametrize(
     "ours, theirs",
-    [(math.floor, np.floor), (math.ceil, np.ceil), (math.trunc, np.trunc), (round, np.round),
-     (fg.floor, np.floor), (fg.ceil, np.ceil), (fg.trunc, np.trunc), (fg.round, np.round)],
+    [
+        (math.floor, np.floor),
+        (math.ceil, np.ceil),
+        (math.trunc, np.trunc),
+        (round, np.round),
+        (fg.floor, np.floor),
+        (fg.ceil, np.ceil),
+        (fg.trunc, np.trunc),
+        (fg.round, np.round),
+    ],
 )
 def test_the_rounding_family_gives_numpys_values_and_derivative_zero(ours: Any, theirs: Any) -> None:
     for x in SPECIAL:
@@ -141,16 +168,23 @@ def test_the_rounding_family_gives_numpys_values_and_derivative_zero(ours: Any, 
 
 @pytest.mark.parametrize(
     "ours, theirs",
-    [(lambda x, y: x // y, np.floor_divide), (lambda x, y: x % y, np.mod), (fg.floor_divide, np.floor_divide),
-     (fg.mod, np.mod)],
+    [
+        (lambda x, y: x // y, np.floor_divide),
+        (lambda x, y: x % y, np.mod),
+        (fg.floor_divide, np.floor_divide),
+        (fg.mod, np.mod),
+    ],
 )
 def test_floor_division_and_remainder_give_numpys_values(ours: Any, theirs: Any) -> None:
     with np.errstate(all="ignore"):
         for x in SPECIAL:
             for y in SPECIAL:
                 want = theirs(x, y)
-                for got in (fg.trace(ours)(x, y).value, fg.trace(lambda a, y=y: ours(a, y))(x).value,
-                            fg.trace(lambda b, x=x: ours(x, b))(y).value):
+                for got in (
+                    fg.trace(ours)(x, y).value,
+                    fg.trace(lambda a, y=y: ours(a, y))(x).value,
+                    fg.trace(lambda b, x=x: ours(x, b))(y).value,
+                ):
                     assert _same(got, want) or (got != got and want != want), (x, y, got, want)
                 assert _same(fg.jit(ours)(x, y), want) or (want != want), (x, y)
 
@@ -175,8 +209,15 @@ def test_the_remainders_derivatives_are_one_and_minus_floor_of_the_quotient(x: f
 
 def test_rounding_works_under_jit_and_vmaps_numpy_backend_as_in_the_loop() -> None:
     def f(w: Any, x: Any) -> Any:
-        return (round(w * x) + math.floor(x) - math.ceil(w) + math.trunc(x * 3.0) + (x // w) + (x % w)
-                + fg.round(x, 1)) * w
+        return (
+            round(w * x)
+            + math.floor(x)
+            - math.ceil(w)
+            + math.trunc(x * 3.0)
+            + (x // w)
+            + (x % w)
+            + fg.round(x, 1)
+        ) * w
 
     def loss(w: Any, xs: Any, backend: str) -> Any:
         return fg.sum(fg.vmap(f, in_axes=(None, 0), backend=backend)(w, xs))

@@ -243,6 +243,7 @@ def test_custom_functions_keep_their_name_and_doc() -> None:
 
 def _vjp_function(fwd: Any, bwd: Any, n: int = 1) -> Any:
     if n == 1:
+
         @fg.custom_vjp
         def one(x: Any) -> Any:
             return x * 2.0

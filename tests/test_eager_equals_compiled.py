@@ -42,8 +42,15 @@ def test_two_nans_meeting_in_one_addition_are_cpythons_choice() -> None:
     assert seen <= {struct.pack("<d", plus), struct.pack("<d", minus)}
 
 
-@pytest.mark.parametrize("x", [math.nan, -math.nan, struct.unpack("<d", bytes.fromhex("0100000000f8ff7f"))[0],
-                               struct.unpack("<d", bytes.fromhex("0100000000f8ffff"))[0]])
+@pytest.mark.parametrize(
+    "x",
+    [
+        math.nan,
+        -math.nan,
+        struct.unpack("<d", bytes.fromhex("0100000000f8ff7f"))[0],
+        struct.unpack("<d", bytes.fromhex("0100000000f8ffff"))[0],
+    ],
+)
 def test_one_nan_keeps_its_sign_and_payload_through_compiled_code(x: float) -> None:
     def f(x: Any, w: Any) -> Any:
         return fg.relu(x) * w + fg.maximum(x, 1.0) * 2.0 - fg.tanh(x)  # (abs would flip a nan's sign)
@@ -61,7 +68,7 @@ def _kink_programs() -> dict[str, Callable[..., Any]]:
         "minimum": lambda x, w: w * fg.minimum(x, -x),
         "relu chain": lambda x, w: fg.relu(w * fg.relu(x) - 1.0) * w,
         "tie": lambda x, w: fg.maximum(x, w) * w,
-        "pow": lambda x, w: w * x ** w,
+        "pow": lambda x, w: w * x**w,
         "mod": lambda x, w: w * (x % 2.0) + x // w,
     }
 

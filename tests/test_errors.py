@@ -415,15 +415,21 @@ def test_a_string_output_is_not_described_by_its_length() -> None:
         fg.grad(lambda x: "hi")(1.0)
 
 
-
 # Edges found by attacking the engine (each failed with a raw error, or none) ---------
 
 
 def test_numpy_arrays_are_refused_outside_vmaps_batches() -> None:
     np = pytest.importorskip("numpy")
     a = np.array([1.0, 2.0])
-    for f in (lambda x: x * a, lambda x: a * x, lambda x: x + np.array(2.0), lambda x: fg.exp(a) * x,
-              lambda x: fg.maximum(x, a), lambda x: fg.sum([x, a]), lambda x: fg.dot([x], [a])):
+    for f in (
+        lambda x: x * a,
+        lambda x: a * x,
+        lambda x: x + np.array(2.0),
+        lambda x: fg.exp(a) * x,
+        lambda x: fg.maximum(x, a),
+        lambda x: fg.sum([x, a]),
+        lambda x: fg.dot([x], [a]),
+    ):
         with pytest.raises(TypeError, match="numpy array of shape .*fg.vmap") as info:
             fg.grad(f)(1.0)
         assert "gradient" not in str(info.value)
@@ -451,8 +457,13 @@ def test_a_user_jvp_rule_gets_zero_tangents_for_constant_inputs() -> None:
 @pytest.mark.parametrize("bad", ["text", None, [1.0], 1j])
 def test_a_primitive_whose_impl_returns_no_number_says_so(bad: Any) -> None:
     p = fg.Primitive("bad", impl=lambda x: bad, vjp=lambda g, out, x: (g,))
-    for call in (lambda: p(1.0), lambda: fg.grad(p)(1.0), lambda: fg.grad(lambda x: p(x * 2.0))(1.0),
-                 lambda: fg.grad(fg.grad(p))(1.0), lambda: fg.jit(p)(1.0)):
+    for call in (
+        lambda: p(1.0),
+        lambda: fg.grad(p)(1.0),
+        lambda: fg.grad(lambda x: p(x * 2.0))(1.0),
+        lambda: fg.grad(fg.grad(p))(1.0),
+        lambda: fg.jit(p)(1.0),
+    ):
         with pytest.raises(TypeError, match=r"primitive 'bad': its impl returned a \w+ .*not a number"):
             call()
 
@@ -483,8 +494,19 @@ def test_wrong_arguments_to_fgrad_ops_name_the_op_and_the_argument() -> None:
 
 @pytest.mark.parametrize(
     "transform",
-    [fg.grad, fg.value_and_grad, fg.jacobian, fg.jacfwd, fg.jacrev, fg.hessian, fg.trace, fg.vmap,
-     lambda f: fg.jvp(f, (1.0,), (1.0,)), lambda f: fg.vjp(f, 1.0), lambda f: fg.linearize(f, 1.0)],
+    [
+        fg.grad,
+        fg.value_and_grad,
+        fg.jacobian,
+        fg.jacfwd,
+        fg.jacrev,
+        fg.hessian,
+        fg.trace,
+        fg.vmap,
+        lambda f: fg.jvp(f, (1.0,), (1.0,)),
+        lambda f: fg.vjp(f, 1.0),
+        lambda f: fg.linearize(f, 1.0),
+    ],
 )
 def test_a_non_callable_is_refused_at_once(transform: Any) -> None:
     with pytest.raises(TypeError, match="must be a function"):
@@ -532,10 +554,14 @@ def test_vmap_says_what_a_mapped_argument_must_be() -> None:
 def test_numpy_scalars_combine_with_traced_values_and_numpy_functions_name_the_fg_op() -> None:
     np = pytest.importorskip("numpy")
     cases = [
-        (lambda x: np.float64(2.0) * x, 2.0), (lambda x: x * np.float64(2.0), 2.0),
-        (lambda x: np.float32(2.0) * x, 2.0), (lambda x: np.int64(3) - x, -1.0),
-        (lambda x: np.float64(1.0) / x, -1.0 / 1.5**2), (lambda x: x**np.float64(2.0), 3.0),
-        (lambda x: x * 2.0 if np.float64(1.0) < x else x, 2.0), (lambda x: abs(np.float64(-1.0) * x), 1.0),
+        (lambda x: np.float64(2.0) * x, 2.0),
+        (lambda x: x * np.float64(2.0), 2.0),
+        (lambda x: np.float32(2.0) * x, 2.0),
+        (lambda x: np.int64(3) - x, -1.0),
+        (lambda x: np.float64(1.0) / x, -1.0 / 1.5**2),
+        (lambda x: x ** np.float64(2.0), 3.0),
+        (lambda x: x * 2.0 if np.float64(1.0) < x else x, 2.0),
+        (lambda x: abs(np.float64(-1.0) * x), 1.0),
     ]
     for f, want in cases:
         assert fg.grad(f)(1.5) == pytest.approx(want, rel=1e-15)
@@ -558,8 +584,9 @@ def test_a_leaf_whose_repr_raises_still_gets_the_message_about_leaves() -> None:
 
 def test_what_a_users_rules_return_is_checked() -> None:
     np = pytest.importorskip("numpy")
-    tuple_tangent = fg.Primitive("twice", impl=lambda x: 2 * x, vjp=lambda g, o, x: (2 * g,),
-                                 jvp=lambda d, o, x: (2 * d[0],))
+    tuple_tangent = fg.Primitive(
+        "twice", impl=lambda x: 2 * x, vjp=lambda g, o, x: (2 * g,), jvp=lambda d, o, x: (2 * d[0],)
+    )
     array_impl = fg.Primitive("pair", impl=lambda x: np.array([x, x]), vjp=lambda g, o, x: (g,))
     array_cotangent = fg.Primitive("arrvjp", impl=lambda x: 2 * x, vjp=lambda g, o, x: (np.array([g, g]),))
     str_cotangent = fg.Primitive("strvjp", impl=lambda x: 2 * x, vjp=lambda g, o, x: ("g",))

@@ -86,8 +86,11 @@ def test_help_describes_every_option(capsys, name):
     out = capsys.readouterr().out
     assert info.value.code == 0
     options = [line.split()[0] for line in out.splitlines() if line.strip().startswith("--")]
-    assert options and all(line.count("default") == 1 for line in out.splitlines()
-                           if line.strip().startswith("--") and not line.strip().startswith("--help"))
+    assert options and all(
+        line.count("default") == 1
+        for line in out.splitlines()
+        if line.strip().startswith("--") and not line.strip().startswith("--help")
+    )
 
 
 @pytest.mark.parametrize(

@@ -44,8 +44,10 @@ def test_hessian_is_nested_persistent_maps():
     assert h["w"]["w"] == pytest.approx(4.0 - math.sin(1.0)) and h["b"]["b"] == 0.0
 
 
-@given(st.lists(st.lists(st.floats(-3, 3), min_size=3, max_size=3), min_size=3, max_size=3),
-       st.lists(st.floats(-3, 3), min_size=3, max_size=3))
+@given(
+    st.lists(st.lists(st.floats(-3, 3), min_size=3, max_size=3), min_size=3, max_size=3),
+    st.lists(st.floats(-3, 3), min_size=3, max_size=3),
+)
 def test_hessian_of_a_random_quadratic_form_is_its_symmetric_matrix(a, x):
     def f(v):
         return 0.5 * fg.sum([a[i][j] * v[i] * v[j] for i in range(3) for j in range(3)])

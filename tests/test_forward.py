@@ -130,6 +130,7 @@ def test_a_pullback_kept_past_its_outer_transform_raises_a_clear_error() -> None
     with pytest.raises(fg.EscapedNodeError, match="used after grad returned"):
         saved["f_vjp"](1.0)
 
+
 # linearize -------------------------------------------------------------------------------
 
 
@@ -188,7 +189,7 @@ def test_stop_gradient_passes_the_value_and_blocks_derivatives_of_every_order() 
     assert fg.grad(fg.grad(lambda x: fg.stop_gradient(x) * x * x))(3.0) == 6.0
     assert fg.jvp(fg.stop_gradient, (1.0,), (1.0,)) == (1.0, 0.0)
     assert fg.jvp(lambda x: fg.stop_gradient(x) * x, (2.0,), (1.0,)) == (4.0, 2.0)
-    assert fg.jvp(fg.grad(lambda x: fg.stop_gradient(x) * x ** 3), (2.0,), (1.0,)) == (24.0, 24.0)
+    assert fg.jvp(fg.grad(lambda x: fg.stop_gradient(x) * x**3), (2.0,), (1.0,)) == (24.0, 24.0)
     assert fg.derivatives(lambda x: fg.stop_gradient(x * x) * x, 3)(3.0) == [27.0, 9.0, 0.0, 0.0]
     _, f_vjp = fg.vjp(lambda x: fg.stop_gradient(x) + 0.0 * x, 1.0)
     assert f_vjp(1.0) == (0.0,)
@@ -236,10 +237,10 @@ def _d_jvp(f: Any) -> Any:
 
 def test_jvp_and_grad_nest_both_ways_to_order_three() -> None:
     def f(x: Any) -> Any:
-        return fg.sin(x) * x ** 3
+        return fg.sin(x) * x**3
 
     x = 0.7
-    third = 6 * math.sin(x) + 18 * x * math.cos(x) - 9 * x * x * math.sin(x) - x ** 3 * math.cos(x)
+    third = 6 * math.sin(x) + 18 * x * math.cos(x) - 9 * x * x * math.sin(x) - x**3 * math.cos(x)
     for ds in itertools.product((_d_grad, _d_jvp), repeat=3):
         g = f
         for d in ds:
@@ -274,15 +275,15 @@ def test_no_perturbation_confusion(outer: str, inner: str) -> None:
 
 def test_derivatives_of_order_two_inside_grad_do_not_confuse_perturbations() -> None:
     # d/dx [x * f''(y) at y=1] for f(y) = x y^3: f'' = 6 x y, so d/dx [6 x^2] = 12 x.
-    g = fg.grad(lambda x: x * fg.derivatives(lambda y: x * y ** 3, 2)(1.0)[2])
+    g = fg.grad(lambda x: x * fg.derivatives(lambda y: x * y**3, 2)(1.0)[2])
     assert g(1.0) == 12.0 and g(0.5) == 6.0
 
 
 def test_pullbacks_and_pushforwards_can_be_differentiated_in_their_argument() -> None:
     def f(x: Any) -> Any:
-        return fg.sin(x) * x ** 3
+        return fg.sin(x) * x**3
 
-    want = math.cos(0.7) * 0.7 ** 3 + 3 * 0.7 ** 2 * math.sin(0.7)
+    want = math.cos(0.7) * 0.7**3 + 3 * 0.7**2 * math.sin(0.7)
     _, f_vjp = fg.vjp(f, 0.7)
     _, f_jvp = fg.linearize(f, 0.7)
     assert close(fg.grad(lambda g: f_vjp(g)[0])(2.0), want)
@@ -316,7 +317,7 @@ BINARY = {
     ),
     "fg.div": (fg.div, st.tuples(floats_in(-3, 3), floats_in(0.2, 3))),
     "power": (fg.power, st.tuples(floats_in(0.2, 3), floats_in(-2, 2))),
-    "pow operator": (lambda x, y: x ** y, st.tuples(floats_in(0.2, 3), floats_in(-2, 2))),
+    "pow operator": (lambda x, y: x**y, st.tuples(floats_in(0.2, 3), floats_in(-2, 2))),
     "maximum": (fg.maximum, st.tuples(floats_in(-3, 3), floats_in(-3, 3)).filter(_away_from_ties)),
     "minimum": (fg.minimum, st.tuples(floats_in(-3, 3), floats_in(-3, 3)).filter(_away_from_ties)),
 }
@@ -335,13 +336,13 @@ def test_check_grads_of_sum_dot_neg_and_constant_powers(x: float, y: float, z: f
     check_grads(lambda a, b, c: fg.dot([a, b], [c, a], bias=b), (x, y, z), order=2, modes=("fwd", "rev"))
     check_grads(lambda a, b, c: fg.dot([a, 2.0, c], [b, b, 0.5]), (x, y, z), order=2, modes=("fwd", "rev"))
     check_grads(lambda a: -a * a, (x,), order=2, modes=("fwd", "rev"))
-    check_grads(lambda a: a ** 3 + fg.power(a, 2) + a ** 0, (x,), order=2, modes=("fwd", "rev"))
+    check_grads(lambda a: a**3 + fg.power(a, 2) + a**0, (x,), order=2, modes=("fwd", "rev"))
     check_grads(lambda a: fg.mean([a, a * a, 1.0]), (x,), order=2, modes=("fwd", "rev"))
 
 
 @given(floats_in(0.2, 3))
 def test_check_grads_of_fractional_and_negative_constant_powers(x: float) -> None:
-    check_grads(lambda a: a ** 2.5 + fg.power(a, -1.5) + 2.0 ** a, (x,), order=2, modes=("fwd", "rev"))
+    check_grads(lambda a: a**2.5 + fg.power(a, -1.5) + 2.0**a, (x,), order=2, modes=("fwd", "rev"))
 
 
 def test_derivatives_at_kinks_follow_the_documented_conventions() -> None:

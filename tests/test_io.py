@@ -111,15 +111,32 @@ def same(a: Any, b: Any) -> bool:
 
 
 SPECIAL_FLOATS = [
-    0.0, -0.0, math.inf, -math.inf, math.nan, -math.nan,
-    from_bits(0x7FF8000000000001), from_bits(0xFFF0000000000001), from_bits(0x7FF0000000000001),
-    5e-324, -5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, -1.7976931348623157e308,
-    0.1, 1 / 3, 1e16, 123456789.125, 2.0**-1074 * 3,
+    0.0,
+    -0.0,
+    math.inf,
+    -math.inf,
+    math.nan,
+    -math.nan,
+    from_bits(0x7FF8000000000001),
+    from_bits(0xFFF0000000000001),
+    from_bits(0x7FF0000000000001),
+    5e-324,
+    -5e-324,
+    2.2250738585072014e-308,
+    1.7976931348623157e308,
+    -1.7976931348623157e308,
+    0.1,
+    1 / 3,
+    1e16,
+    123456789.125,
+    2.0**-1074 * 3,
 ]
 
-floats = st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=True) | st.sampled_from(
-    SPECIAL_FLOATS
-) | st.integers(0, 2**64 - 1).map(from_bits)
+floats = (
+    st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=True)
+    | st.sampled_from(SPECIAL_FLOATS)
+    | st.integers(0, 2**64 - 1).map(from_bits)
+)
 scalar_keys = st.text(max_size=4) | st.integers() | st.booleans() | st.none() | st.floats(allow_nan=False)
 keys = scalar_keys | st.tuples(scalar_keys, scalar_keys)
 statics = st.recursive(
@@ -441,7 +458,8 @@ HOSTILE = {
     ),
     "many keys in the header": (
         b'{"format": "fgrad-tree", "version": 1, "tree": null, '
-        + b", ".join(b'"k%d": 0' % i for i in range(100_000)) + b"}",
+        + b", ".join(b'"k%d": 0' % i for i in range(100_000))
+        + b"}",
         "got a JSON array of 100003 items",
     ),
     "many keys in a tag": (
@@ -487,8 +505,10 @@ HOSTILE = {
         "the type ['os', 'system'] is not registered",
     ),
     "a static field holding a container": (
-        header('{"dataclass": {"type": "fgrad.nn:MLP", "fields": {"layers": {"pvector": []}}, '
-               '"static": {"style": {"list": []}}}}'),
+        header(
+            '{"dataclass": {"type": "fgrad.nn:MLP", "fields": {"layers": {"pvector": []}}, '
+            '"static": {"style": {"list": []}}}}'
+        ),
         "the tag 'list' is not one of float, tuple",
     ),
 }
@@ -1018,8 +1038,11 @@ class FloatLike(float):
 
 def test_ints_of_up_to_4300_digits_round_trip_everywhere() -> None:
     big, edge = 10**400, 10**4300 - 1
-    tree = {big: [-big, edge, -edge], (big, "k"): Box(big, 2.0, tag=(edge, -big)),
-            "p": pmap({big: 1.0, "a": 2})}
+    tree = {
+        big: [-big, edge, -edge],
+        (big, "k"): Box(big, 2.0, tag=(edge, -big)),
+        "p": pmap({big: 1.0, "a": 2}),
+    }
     assert same(fgio.loads(fgio.dumps(tree)), tree)
 
 
@@ -1094,4 +1117,3 @@ def test_saving_over_a_fifo_is_refused_and_leaves_it(tmp_path: Any) -> None:
     with pytest.raises(ValueError, match="is not a regular file .*FIFO"):
         fg.save({"w": 1.0}, fifo)
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
-

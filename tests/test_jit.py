@@ -108,7 +108,7 @@ def test_containers_come_back_as_the_function_returns_them() -> None:
 
 def test_jit_of_nested_and_forward_transforms_equals_eager() -> None:
     def f(x: Any) -> Any:
-        return fg.tanh(x) * x ** 3 + fg.sin(x * x)
+        return fg.tanh(x) * x**3 + fg.sin(x * x)
 
     for x in (0.3, -1.2):
         assert_same(twice(fg.jit(fg.grad(fg.grad(f))), x)[1], fg.grad(fg.grad(f))(x))
@@ -170,7 +170,7 @@ def test_static_argnums_are_hashed_into_the_key() -> None:
 
     def power(x: Any, n: int) -> Any:
         calls.append(n)
-        return x ** n
+        return x**n
 
     step = fg.jit(power, static_argnums=1)
     assert step(2.0, 3) == 8.0 and step(3.0, 3) == 27.0
@@ -192,6 +192,7 @@ def test_equal_static_values_of_different_types_do_not_share_a_path() -> None:
     for n in (3, 3.0, 3, 1, True, 1.0):
         assert step(2.0, n) == f(2.0, n), n
         assert step(2.0, n) == f(2.0, n), n
+
 
 def test_an_unhashable_static_argument_is_a_clear_error() -> None:
     step = fg.jit(lambda x, shape: x * len(shape), static_argnums=1)

@@ -37,7 +37,7 @@ def test_pmaps_stay_pmaps_and_transforms_compose_under_jit():
     params = {"w": 0.7, "x": -1.3}
     grads = fg.jit(fg.grad(f))(params)
     assert isinstance(grads, PMap) and grads == fg.grad(f)(params)
-    assert fg.jit(fg.grad(fg.grad(lambda x: x ** 4)))(1.5) == 12.0 * 1.5**2
+    assert fg.jit(fg.grad(fg.grad(lambda x: x**4)))(1.5) == 12.0 * 1.5**2
     assert fg.jit(lambda x: fg.jvp(fg.sin, (x,), (2.0,)))(0.5) == fg.jvp(fg.sin, (0.5,), (2.0,))
     assert fg.jit(fg.hessian(f))(params) == fg.hessian(f)(params)
 
@@ -59,7 +59,7 @@ def test_the_cache_is_a_bounded_lru():
 
 
 def test_static_argnums_key_the_cache():
-    step = fg.jit(lambda x, n: x ** n, static_argnums=1)
+    step = fg.jit(lambda x, n: x**n, static_argnums=1)
     assert step(2.0, 3) == 8.0 and step(2.0, 4) == 16.0 and step(3.0, 3) == 27.0
     assert step.cache_info().traces == 2
     with pytest.raises(TypeError, match="must be hashable"):

@@ -42,8 +42,9 @@ def exact(tree: Any) -> list[Any]:
 
 
 def nan_with(payload: int, negative: bool = False) -> float:
-    x: float = struct.unpack("<Q", struct.pack("<Q", (0xFFF << 52 if negative else 0x7FF << 52)
-                                                    | (1 << 51) | payload))[0]
+    x: float = struct.unpack(
+        "<Q", struct.pack("<Q", (0xFFF << 52 if negative else 0x7FF << 52) | (1 << 51) | payload)
+    )[0]
     return struct.unpack("<d", struct.pack("<Q", x))[0]  # type: ignore[no-any-return]
 
 
@@ -119,8 +120,16 @@ def test_frozensets_and_pyrsistent_static_values_are_keyed_strictly() -> None:
         return x * math.copysign(1.0, zero)
 
     step = fg.jit(f, static_argnums=1)
-    values = [frozenset({0.0}), frozenset({-0.0}), frozenset({-0.0, 2.0}), frozenset({2.0, 0.0}),
-              pvector([0.0]), pvector([-0.0]), pmap({"a": 0.0}), pmap({"a": -0.0})]
+    values = [
+        frozenset({0.0}),
+        frozenset({-0.0}),
+        frozenset({-0.0, 2.0}),
+        frozenset({2.0, 0.0}),
+        pvector([0.0]),
+        pvector([-0.0]),
+        pmap({"a": 0.0}),
+        pmap({"a": -0.0}),
+    ]
     calls(step, f, [(1.0, v) for v in values])
     assert step.cache_info().traces == len(values)
 
@@ -176,7 +185,8 @@ def test_dict_keys_of_traced_arguments_are_keyed_by_type_and_bits() -> None:
         assert exact(got) == exact(want)
         # The output's keys are this call's, not the first trace's.
         assert [(type(k), struct.pack("<d", k)) for k in got] == [
-            (type(k), struct.pack("<d", k)) for k in want]
+            (type(k), struct.pack("<d", k)) for k in want
+        ]
 
 
 def test_output_keys_made_from_static_arguments_take_their_type() -> None:
@@ -351,14 +361,24 @@ def test_source_under_debug_nans_still_shows_the_code() -> None:
         assert "x0 * 3.0" in step.source(1.0)
 
 
-@pytest.mark.parametrize("make, where, what", [
-    (lambda x: (x, (x * i for i in range(3))), r"the output at \[1\] is a generator", TypeError),
-    (lambda x: (i for i in range(3)), "the output is a generator", TypeError),
-    (lambda x: {"ns": types.SimpleNamespace(v=x)}, r"the output at \['ns'\] is a SimpleNamespace holding a",
-     fg.EscapedNodeError),
-    (lambda x: [1.0, lambda: x * 2.0], r"the output at \[1\] is a function holding a", fg.EscapedNodeError),
-    (lambda x: (x, iter([x])), r"the output at \[1\] is a list_iterator holding", fg.EscapedNodeError),
-])
+@pytest.mark.parametrize(
+    "make, where, what",
+    [
+        (lambda x: (x, (x * i for i in range(3))), r"the output at \[1\] is a generator", TypeError),
+        (lambda x: (i for i in range(3)), "the output is a generator", TypeError),
+        (
+            lambda x: {"ns": types.SimpleNamespace(v=x)},
+            r"the output at \['ns'\] is a SimpleNamespace holding a",
+            fg.EscapedNodeError,
+        ),
+        (
+            lambda x: [1.0, lambda: x * 2.0],
+            r"the output at \[1\] is a function holding a",
+            fg.EscapedNodeError,
+        ),
+        (lambda x: (x, iter([x])), r"the output at \[1\] is a list_iterator holding", fg.EscapedNodeError),
+    ],
+)
 def test_outputs_carrying_a_node_out_or_running_once_are_refused(make: Any, where: str, what: type) -> None:
     with pytest.raises(what, match=where):
         fg.jit(make)(2.0)
@@ -473,12 +493,15 @@ def test_an_array_argument_can_be_indexed_measured_and_returned() -> None:
         fg.jit(lambda xs: xs[3])(a)
 
 
-@pytest.mark.parametrize("use, what", [
-    (lambda xs: xs * 2.0, "arithmetic"),
-    (lambda xs: xs[0] if xs else 0.0, "a truth test"),
-    (lambda xs: xs[1:], "indexing by a slice"),
-    (lambda xs: xs.mean(), r"\.mean does not"),
-])
+@pytest.mark.parametrize(
+    "use, what",
+    [
+        (lambda xs: xs * 2.0, "arithmetic"),
+        (lambda xs: xs[0] if xs else 0.0, "a truth test"),
+        (lambda xs: xs[1:], "indexing by a slice"),
+        (lambda xs: xs.mean(), r"\.mean does not"),
+    ],
+)
 def test_whole_array_operations_on_an_array_argument_are_refused(use: Any, what: str) -> None:
     np = pytest.importorskip("numpy")
     with pytest.raises((TypeError, AttributeError), match=r"argument \[0\] is a numpy array.*" + what):
@@ -637,7 +660,8 @@ def test_a_jitted_function_calling_itself_runs_its_function() -> None:
 
 ATOMS = st.sampled_from([0.0, -0.0, 1, True, 1.0, 2, NAN_A, NAN_B, NEG_NAN, "a", None, math.inf])
 VALUES = st.recursive(
-    ATOMS, lambda kids: st.tuples(kids, kids) | st.frozensets(kids, max_size=3) | st.builds(Opts, kids, kids),
+    ATOMS,
+    lambda kids: st.tuples(kids, kids) | st.frozensets(kids, max_size=3) | st.builds(Opts, kids, kids),
     max_leaves=6,
 )
 

@@ -79,8 +79,12 @@ def test_the_api_table_names_what_fgrad_has() -> None:
             assert hasattr(fg, name) or importlib.util.find_spec(f"fgrad.{name}"), name
     ops_row = next(r for r in _table("## The API in brief") if r.startswith("| ops"))
     ops = ops_row.split("|")[2].split("operators")[0]
-    names = [re.match(r"\w+", word).group() for span in re.findall(r"`([^`]+)`", ops)  # type: ignore[union-attr]
-             for word in span.split() if re.match(r"[a-z_]+(\(|$)", word)]
+    names = [
+        re.match(r"\w+", word).group()
+        for span in re.findall(r"`([^`]+)`", ops)  # type: ignore[union-attr]
+        for word in span.split()
+        if re.match(r"[a-z_]+(\(|$)", word)
+    ]
     assert len(names) > 20
     for name in names:
         assert callable(getattr(fg, name, None)), name

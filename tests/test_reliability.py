@@ -131,7 +131,7 @@ def test_a_transform_inside_a_custom_rule_and_inside_jit():
     f.defvjp(lambda x: (f(x), (x,)), lambda res, g: (g * fg.grad(lambda y: y * y)(res[0]),))
     assert fg.grad(f)(3.0) == 6.0
     assert fg.grad(fg.grad(f))(3.0) == 2.0
-    inner = fg.jit(lambda x: fg.grad(lambda y: y ** 3)(x))
+    inner = fg.jit(lambda x: fg.grad(lambda y: y**3)(x))
     assert inner(2.0) == 12.0 and inner(3.0) == 27.0
 
 

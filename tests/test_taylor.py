@@ -45,7 +45,7 @@ def test_derivatives_of_tanh_match_nested_grad_to_order_8(x: float) -> None:
 
 
 def test_derivatives_of_polynomials_are_exact() -> None:
-    assert fg.derivatives(lambda x: x ** 3, order=4)(2.0) == [8.0, 12.0, 12.0, 6.0, 0.0]
+    assert fg.derivatives(lambda x: x**3, order=4)(2.0) == [8.0, 12.0, 12.0, 6.0, 0.0]
     assert fg.derivatives(lambda x: 3.0 * x * x - x + 1.0, order=3)(1.0) == [3.0, 5.0, 6.0, 0.0]
 
 
@@ -67,16 +67,29 @@ def test_the_tenth_derivative_of_tanh_sin_times_exp() -> None:
     # Order 10 against a central difference of the 8th derivative (Taylor mode itself).
     d8 = fg.derivatives(h, order=8)
     eps = 1e-3
-    approx10 = (d8(0.3 + eps)[8] - 2 * d8(0.3)[8] + d8(0.3 - eps)[8]) / eps ** 2
+    approx10 = (d8(0.3 + eps)[8] - 2 * d8(0.3)[8] + d8(0.3 - eps)[8]) / eps**2
     assert math.isclose(ds[10], approx10, rel_tol=1e-4)
 
 
 def test_every_primitive_has_a_taylor_rule_that_matches_nested_grad() -> None:
     def f(x: Any) -> Any:
         return (
-            fg.relu(x) + abs(x) + fg.maximum(x, 0.2) + fg.minimum(2.0 * x, x * x) + fg.sqrt(x)
-            + x ** 2.5 + fg.power(x, -2) + fg.log(x) + fg.sigmoid(x) + fg.cos(x) + x / (x + 1.0)
-            + x ** x + 2.0 ** x + fg.dot([x, x], [x, 2.0], bias=x) + fg.sum([x, x * x, 1.0]) - x
+            fg.relu(x)
+            + abs(x)
+            + fg.maximum(x, 0.2)
+            + fg.minimum(2.0 * x, x * x)
+            + fg.sqrt(x)
+            + x**2.5
+            + fg.power(x, -2)
+            + fg.log(x)
+            + fg.sigmoid(x)
+            + fg.cos(x)
+            + x / (x + 1.0)
+            + x**x
+            + 2.0**x
+            + fg.dot([x, x], [x, 2.0], bias=x)
+            + fg.sum([x, x * x, 1.0])
+            - x
             + fg.stop_gradient(x) * fg.tanh(-x)
         )
 
@@ -117,9 +130,7 @@ def test_a_user_primitive_without_a_taylor_rule_works_by_composition() -> None:
 
 def test_a_user_primitive_of_two_inputs_without_a_rule_works_by_its_own_rules() -> None:
     # (More arities, rules, errors and transforms in test_taylor_edges.py.)
-    times = fg.Primitive(
-        "times", impl=lambda x, y: x * y, vjp=lambda g, out, x, y: (g * y, g * x)
-    )
+    times = fg.Primitive("times", impl=lambda x, y: x * y, vjp=lambda g, out, x, y: (g * y, g * x))
     assert fg.derivatives(lambda x: times(x, x), order=3)(0.3) == fg.derivatives(lambda x: x * x, 3)(0.3)
 
 

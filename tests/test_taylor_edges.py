@@ -83,7 +83,7 @@ def test_derivatives_at_singular_points(name: str) -> None:
 def test_order_zero_is_the_value_even_where_the_series_of_exp_log_would_differ() -> None:
     # exp(y log x) would give nan for a negative base; the value is -8.
     assert fg.derivatives(lambda x: (-2.0) ** x, 0)(3.0) == [-8.0]
-    assert fg.derivatives(lambda x: x ** x, 1)(2.0)[0] == 4.0
+    assert fg.derivatives(lambda x: x**x, 1)(2.0)[0] == 4.0
 
 
 def test_an_order_beyond_the_float_range_of_factorials_is_refused() -> None:
@@ -97,6 +97,7 @@ def test_a_constant_result_is_a_float() -> None:
 
 
 # User primitives: rules of any arity, and exact series without one --------------
+
 
 def _taylor_times(a: list[Any], b: list[Any]) -> list[Any]:
     return [fg.sum([a[i] * b[k - i] for i in range(k + 1)]) for k in range(len(a))]
@@ -195,8 +196,11 @@ def test_a_rule_in_TAYLOR_RULES_is_used(monkeypatch: pytest.MonkeyPatch) -> None
 )
 def test_a_taylor_rule_returning_the_wrong_thing_is_named(rule: Any, shown: str) -> None:
     bad = fg.Primitive("bad", impl=lambda x: x, taylor=rule)
-    with pytest.raises(TypeError, match=rf"Taylor rule of primitive 'bad' \(its taylor=\) returned {shown}; "
-                                        r"it must return a list of 4 coefficients"):
+    with pytest.raises(
+        TypeError,
+        match=rf"Taylor rule of primitive 'bad' \(its taylor=\) returned {shown}; "
+        r"it must return a list of 4 coefficients",
+    ):
         fg.derivatives(lambda x: bad(x), 3)(1.0)
 
 
@@ -221,25 +225,51 @@ def test_inputs_are_not_mutated_by_a_rule() -> None:
 # Random programs over every built-in primitive ------------------------------------
 
 UNARY: dict[str, Any] = {
-    "exp": fg.exp, "log": fg.log, "sqrt": fg.sqrt, "tanh": fg.tanh, "sigmoid": fg.sigmoid,
-    "sin": fg.sin, "cos": fg.cos, "relu": fg.relu, "abs": abs, "neg": lambda a: -a,
-    "square": lambda a: a**2, "cube": lambda a: fg.power(a, 3), "pow_0.5": lambda a: fg.power(a, 0.5),
-    "pow_1.5": lambda a: fg.power(a, 1.5), "pow_2.5": lambda a: fg.power(a, 2.5),
-    "pow_-1": lambda a: fg.power(a, -1), "pow_-2": lambda a: fg.power(a, -2.0),
-    "pow_0": lambda a: fg.power(a, 0), "recip": lambda a: fg.div(1.0, a),
-    "two_pow": lambda a: fg.power(2.0, a), "neg_two_pow": lambda a: fg.power(-2.0, a),
-    "stop_gradient": fg.stop_gradient, "shift": lambda a: a - 1.0, "times_zero": lambda a: a * 0.0,
-    "minus_itself": lambda a: a - a, "floor": fg.floor, "round": round,
+    "exp": fg.exp,
+    "log": fg.log,
+    "sqrt": fg.sqrt,
+    "tanh": fg.tanh,
+    "sigmoid": fg.sigmoid,
+    "sin": fg.sin,
+    "cos": fg.cos,
+    "relu": fg.relu,
+    "abs": abs,
+    "neg": lambda a: -a,
+    "square": lambda a: a**2,
+    "cube": lambda a: fg.power(a, 3),
+    "pow_0.5": lambda a: fg.power(a, 0.5),
+    "pow_1.5": lambda a: fg.power(a, 1.5),
+    "pow_2.5": lambda a: fg.power(a, 2.5),
+    "pow_-1": lambda a: fg.power(a, -1),
+    "pow_-2": lambda a: fg.power(a, -2.0),
+    "pow_0": lambda a: fg.power(a, 0),
+    "recip": lambda a: fg.div(1.0, a),
+    "two_pow": lambda a: fg.power(2.0, a),
+    "neg_two_pow": lambda a: fg.power(-2.0, a),
+    "stop_gradient": fg.stop_gradient,
+    "shift": lambda a: a - 1.0,
+    "times_zero": lambda a: a * 0.0,
+    "minus_itself": lambda a: a - a,
+    "floor": fg.floor,
+    "round": round,
     # rule primitives on the tape: step, sign, share, pow_log
-    "d_relu": lambda a: fg.grad(fg.relu)(a), "d_abs": lambda a: fg.grad(abs)(a),
+    "d_relu": lambda a: fg.grad(fg.relu)(a),
+    "d_abs": lambda a: fg.grad(abs)(a),
     "d_max": lambda a: fg.grad(lambda u: fg.maximum(u, 0.5))(a),
     "d_pow_y": lambda a: fg.grad(lambda y: fg.power(a, y))(a),
 }
 BINARY: dict[str, Any] = {
-    "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
-    "div": fg.div, "pow": fg.power, "maximum": fg.maximum, "minimum": fg.minimum,
-    "sum": lambda a, b: fg.sum([a, b, a * b]), "dot": lambda a, b: fg.dot([a, b], [b, 0.5], bias=0.1),
-    "mod": lambda a, b: a % (b * b + 0.5), "floor_divide": fg.floor_divide,
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b,
+    "div": fg.div,
+    "pow": fg.power,
+    "maximum": fg.maximum,
+    "minimum": fg.minimum,
+    "sum": lambda a, b: fg.sum([a, b, a * b]),
+    "dot": lambda a, b: fg.dot([a, b], [b, 0.5], bias=0.1),
+    "mod": lambda a, b: a % (b * b + 0.5),
+    "floor_divide": fg.floor_divide,
 }
 SPECIAL = [0.0, -0.0, -1.0, -2.5, 1.0, 2.0, 1e300, -1e300, 800.0, -800.0]
 
@@ -343,8 +373,10 @@ FOUND = [
 def test_cases_the_property_found(f: Program, x: float) -> None:
     agrees(f, x, 4)
     got = fg.derivatives(f, 4)(x)
-    assert all(same(got[k], nested(f, k)(x)) or math.isclose(got[k], nested(f, k)(x), rel_tol=1e-9)
-               for k in range(1, 5)), got
+    assert all(
+        same(got[k], nested(f, k)(x)) or math.isclose(got[k], nested(f, k)(x), rel_tol=1e-9)
+        for k in range(1, 5)
+    ), got
 
 
 def bits(xs: list[Any]) -> list[bytes]:

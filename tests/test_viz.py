@@ -63,7 +63,7 @@ def tokenize(text: str) -> list[tuple[str, str]]:
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if m is None:
-            raise ValueError(f"not DOT at {pos}: {text[pos:pos + 30]!r}")
+            raise ValueError(f"not DOT at {pos}: {text[pos : pos + 30]!r}")
         pos = m.end()
         if m.lastgroup:
             value = m.group(m.lastgroup)
@@ -359,10 +359,10 @@ def same(a: float, b: float) -> bool:
         (lambda a, b, c: a + (b + c), "x0 + (x1 + x2)"),
         (lambda a, b, c: a / (b * c), "x0 / (x1 * x2)"),
         (lambda a, b, c: (a + b) * c, "(x0 + x1) * x2"),
-        (lambda a, b, c: (a ** b) ** c, "(x0 ** x1) ** x2"),
-        (lambda a, b, c: a ** (b ** c), "x0 ** x1 ** x2"),
+        (lambda a, b, c: (a**b) ** c, "(x0 ** x1) ** x2"),
+        (lambda a, b, c: a ** (b**c), "x0 ** x1 ** x2"),
         (lambda a, b, c: (-a) ** 2 + -(b * c), "(-x0) ** 2 + -(x1 * x2)"),
-        (lambda a, b, c: a ** -b - operator.neg(-c), "x0 ** (-x1) - -(-x2)"),
+        (lambda a, b, c: a**-b - operator.neg(-c), "x0 ** (-x1) - -(-x2)"),
         (lambda a, b, c: a * -1.5 + (-2.0) ** b, "x0 * -1.5 + (-2.0) ** x1"),
         (
             lambda a, b, c: fg.dot([a, b], [c, 0.5], 0.25) + fg.sum([a, b, c]),

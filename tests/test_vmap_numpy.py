@@ -144,11 +144,15 @@ def test_pytree_examples_and_outputs():
 
 
 def test_a_user_primitive_needs_a_vectorized_implementation_to_be_batched():
-    plain = fg.Primitive("softplus", impl=lambda x: math.log1p(math.exp(x)),
-                         vjp=lambda g, out, x: (g * fg.sigmoid(x),))
-    fast = fg.Primitive("softplus", impl=lambda x: math.log1p(math.exp(x)),
-                        vjp=lambda g, out, x: (g * fg.sigmoid(x),),
-                        vectorized=lambda x: np.log1p(np.exp(x)))
+    plain = fg.Primitive(
+        "softplus", impl=lambda x: math.log1p(math.exp(x)), vjp=lambda g, out, x: (g * fg.sigmoid(x),)
+    )
+    fast = fg.Primitive(
+        "softplus",
+        impl=lambda x: math.log1p(math.exp(x)),
+        vjp=lambda g, out, x: (g * fg.sigmoid(x),),
+        vectorized=lambda x: np.log1p(np.exp(x)),
+    )
     xs = [0.5, -1.0, 2.0]
     for prim, batched in ((plain, False), (fast, True)):
         mapped = fg.vmap(lambda w, x, p=prim: p(w * x), in_axes=(None, 0))
@@ -300,15 +304,21 @@ def test_equal_constants_of_another_type_or_sign_stay_apart():
     for _ in range(2):
         close(j(1.0, xs), fg.vmap(f, in_axes=(None, 0), backend="loop")(1.0, xs))
     g = lambda w, x: fg.div(1.0, w * x * 0.0) + fg.div(1.0, w * x * -0.0)  # noqa: E731
-    k = fg.jit(lambda w, xs: fg.vmap(lambda w, x: (fg.div(1.0, w * 0.0), fg.div(1.0, w * -0.0), g(w, x)),
-                                     in_axes=(None, 0))(w, xs))
+    k = fg.jit(
+        lambda w, xs: fg.vmap(
+            lambda w, x: (fg.div(1.0, w * 0.0), fg.div(1.0, w * -0.0), g(w, x)), in_axes=(None, 0)
+        )(w, xs)
+    )
     for _ in range(2):
         assert k(3.0, [1.0, 2.0])[0][:2] == (math.inf, -math.inf)
 
 
 def test_numpy_written_impls_and_numpy_data_are_not_trusted_with_a_batch():
-    lse = fg.Primitive("lse2", impl=lambda a, b: float(np.log(np.sum(np.exp([a, b])))),
-                       vjp=lambda g, out, a, b: (g * fg.exp(a - out), g * fg.exp(b - out)))
+    lse = fg.Primitive(
+        "lse2",
+        impl=lambda a, b: float(np.log(np.sum(np.exp([a, b])))),
+        vjp=lambda g, out, a, b: (g * fg.exp(a - out), g * fg.exp(b - out)),
+    )
     f = lambda w, x: lse(w * x, x)  # noqa: E731
     xs = [0.5, 1.0, -2.0]
     close(fg.jit(lambda w: fg.vmap(f, in_axes=(None, 0))(w, xs))(1.5), tuple(f(1.5, x) for x in xs))
@@ -321,17 +331,27 @@ def test_numpy_written_impls_and_numpy_data_are_not_trusted_with_a_batch():
         assert u(1.0) == (200.0, 144.0)
 
 
-LAYERS = st.lists(st.tuples(st.integers(1, 3), st.sampled_from(["tanh", "relu", "square", "sin"]),
-                            st.booleans()), min_size=1, max_size=3)
+LAYERS = st.lists(
+    st.tuples(st.integers(1, 3), st.sampled_from(["tanh", "relu", "square", "sin"]), st.booleans()),
+    min_size=1,
+    max_size=3,
+)
 
 
-@given(LAYERS, st.integers(2, 5), st.integers(1, 3), st.sampled_from(["vg", "step", "per_example", "jvp"]),
-       st.randoms(use_true_random=False))
+@given(
+    LAYERS,
+    st.integers(2, 5),
+    st.integers(1, 3),
+    st.sampled_from(["vg", "step", "per_example", "jvp"]),
+    st.randoms(use_true_random=False),
+)
 def test_random_layered_programs_batched_equal_the_loop(layers, n, n_in, mode, rnd):
     acts = {"tanh": fg.tanh, "relu": fg.relu, "square": lambda z: z * z, "sin": fg.sin}
     sizes = [n_in] + [w for w, _, _ in layers]
-    params = [[[rnd.uniform(-1, 1) for _ in range(a)] + [rnd.uniform(-0.5, 0.5)] for _ in range(b)]
-              for a, b in zip(sizes, sizes[1:])]
+    params = [
+        [[rnd.uniform(-1, 1) for _ in range(a)] + [rnd.uniform(-0.5, 0.5)] for _ in range(b)]
+        for a, b in zip(sizes, sizes[1:])
+    ]
     xs = [[rnd.uniform(-2, 2) for _ in range(n_in)] for _ in range(n)]
 
     def example(p, x):
@@ -345,9 +365,11 @@ def test_random_layered_programs_batched_equal_the_loop(layers, n, n_in, mode, r
         if mode == "vg":
             return fg.value_and_grad(loss)
         if mode == "step":
+
             def step(p, xs):
                 v, g = fg.value_and_grad(loss)(p, xs)
                 return v, fg.tree_map(lambda a, b: a - 0.1 * b - 0.01 * a * a, p, g)
+
             return step
         if mode == "per_example":
             return lambda p, xs: fg.vmap(fg.grad(example), in_axes=(None, 0), backend=backend)(p, xs)
@@ -416,7 +438,7 @@ def test_examples_whose_static_values_or_keys_differ_only_in_type_or_sign_are_no
     assert fg.jit(lambda es: fg.vmap(f)(es))(examples) == want
 
     def g(d):
-        (k, v), = d.items()
+        ((k, v),) = d.items()
         return v * {int: 1.0, bool: 10.0, float: 100.0}[type(k)]
 
     keyed = [{1: 1.0}, {True: 2.0}, {1.0: 3.0}]
@@ -447,8 +469,26 @@ def test_a_function_iterating_a_dict_sees_its_order_under_every_transform():
     assert list(order) == ["b", "a"]
 
 
-SPECIAL_VALUES = [0.0, -0.0, 1.0, -1.0, 0.5, -0.5, 2.0, -2.5, 3.0, 1e308, -1e308, 5e-324, math.inf, -math.inf,
-                  math.nan, 0.3, 700.0, -700.0]
+SPECIAL_VALUES = [
+    0.0,
+    -0.0,
+    1.0,
+    -1.0,
+    0.5,
+    -0.5,
+    2.0,
+    -2.5,
+    3.0,
+    1e308,
+    -1e308,
+    5e-324,
+    math.inf,
+    -math.inf,
+    math.nan,
+    0.3,
+    700.0,
+    -700.0,
+]
 
 
 def _special(v):
@@ -464,8 +504,13 @@ def _arguments(name, prim):
     if name == "round":
         return [(x, k) for x in SPECIAL_VALUES for k in (0, 1, 2)]
     if name == "pow_log":
-        return [(c, x, y, k) for c in (1.0, 0.0, -2.0) for x in SPECIAL_VALUES for y in SPECIAL_VALUES[:9]
-                for k in (0, 1, 2)]
+        return [
+            (c, x, y, k)
+            for c in (1.0, 0.0, -2.0)
+            for x in SPECIAL_VALUES
+            for y in SPECIAL_VALUES[:9]
+            for k in (0, 1, 2)
+        ]
     n = len(inspect.signature(prim.impl).parameters)
     return list(itertools.product(SPECIAL_VALUES, repeat=n)) if n in (1, 2) else []
 
@@ -483,12 +528,18 @@ def test_each_primitives_numpy_version_is_its_scalar_impl_at_special_values(name
     with np.errstate(all="ignore"):
         for args in _arguments(name, prim):
             want = prim.impl(*args)
-            batched = [np.array([a, a]) if batch_positions is None or i in batch_positions else a
-                       for i, a in enumerate(args)]
+            batched = [
+                np.array([a, a]) if batch_positions is None or i in batch_positions else a
+                for i, a in enumerate(args)
+            ]
             got = float(np.asarray(prim.vectorized(*batched)).reshape(-1)[0])
             if any(_special(a) for a in args if isinstance(a, float)) or _special(want):
                 assert (want != want and got != got) or struct.pack("<d", want) == struct.pack("<d", got), (
-                    name, args, want, got)
+                    name,
+                    args,
+                    want,
+                    got,
+                )
             else:
                 assert got == pytest.approx(want, rel=1e-15), (name, args)
 

@@ -129,8 +129,11 @@ def jit(
     if not callable(f):
         raise TypeError(f"jit: f must be a callable (the function to compile), got a {type(f).__name__}")
     nums = (static_argnums,) if isinstance(static_argnums, int) else static_argnums
-    if (not isinstance(nums, Sequence) or isinstance(nums, str)
-            or not all(isinstance(i, int) and not isinstance(i, bool) for i in nums)):
+    if (
+        not isinstance(nums, Sequence)
+        or isinstance(nums, str)
+        or not all(isinstance(i, int) and not isinstance(i, bool) for i in nums)
+    ):
         raise TypeError(f"jit: static_argnums must be an int or a tuple of ints, got {static_argnums!r}")
     nums = tuple(nums)
     for i in set(nums):
@@ -175,8 +178,9 @@ def _positional_count(f: Callable[..., Any]) -> int | None:
     kinds = [p.kind for p in sig.parameters.values()]
     if inspect.Parameter.VAR_POSITIONAL in kinds:
         return None
-    return sum(k in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-               for k in kinds)
+    return sum(
+        k in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) for k in kinds
+    )
 
 
 class Jitted:
@@ -230,13 +234,26 @@ class Jitted:
         items = tuple(kwargs.items()) if kwargs else ()
         layout = (td, static, arrays)
         last = self._last_key
-        if (last is not None and last[0] is td and not arrays and len(last[1]) == len(statics)
-                and all(map(operator.is_, last[1], statics)) and _same_items(last[2], items)):
+        if (
+            last is not None
+            and last[0] is td
+            and not arrays
+            and len(last[1]) == len(statics)
+            and all(map(operator.is_, last[1], statics))
+            and _same_items(last[2], items)
+        ):
             # The same structure and the very same static objects as the last
             # call: the same key, without hashing a dataset again.
             return last[3], leaves, layout
-        key = Key((n, self._td_key(td, static), self._static_key(static, statics, last),
-                    self._kwargs_key(kwargs, items, last), arrays))
+        key = Key(
+            (
+                n,
+                self._td_key(td, static),
+                self._static_key(static, statics, last),
+                self._kwargs_key(kwargs, items, last),
+                arrays,
+            )
+        )
         if not arrays:
             self._last_key = (td, statics, items, key)
         return key, leaves, layout
@@ -273,9 +290,12 @@ class Jitted:
             sig.bind(*args, **kwargs)
         except TypeError as e:
             name = _name_of(self.fun)
-            what = (f"jit({name}){method} takes the arguments of a call of {name} (and shows the code "
-                    "that call runs)" if method else f"jit({name}) was called with arguments that {name} "
-                    "does not take")
+            what = (
+                f"jit({name}){method} takes the arguments of a call of {name} (and shows the code "
+                "that call runs)"
+                if method
+                else f"jit({name}) was called with arguments that {name} does not take"
+            )
             raise TypeError(f"{what}: {e}") from None
 
     def _td_key(self, td: TreeDef, static: tuple[int, ...]) -> Key:
@@ -406,7 +426,10 @@ class Jitted:
             outs = [o.node if type(o) is TracedArray else o for o in outs]
             check_outputs(outs, out_td, tr)
             run, source, n_guards = compile_trace(
-                tr, nodes, outs, _name_of(self.fun),
+                tr,
+                nodes,
+                outs,
+                _name_of(self.fun),
                 MAX_COMPILED_OPS if self.max_compiled_ops is None else self.max_compiled_ops,
             )
             return _Path(run, out_td, source, n_guards, unflattener(out_td))

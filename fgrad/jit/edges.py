@@ -91,12 +91,36 @@ def _refusal(what: str) -> Callable[..., NoReturn]:
 
 
 for _name, _what in [
-    *((f"__{op}__", "arithmetic") for op in (
-        "add", "radd", "sub", "rsub", "mul", "rmul", "truediv", "rtruediv", "floordiv", "rfloordiv",
-        "mod", "rmod", "pow", "rpow", "matmul", "rmatmul", "neg", "pos", "abs")),
+    *(
+        (f"__{op}__", "arithmetic")
+        for op in (
+            "add",
+            "radd",
+            "sub",
+            "rsub",
+            "mul",
+            "rmul",
+            "truediv",
+            "rtruediv",
+            "floordiv",
+            "rfloordiv",
+            "mod",
+            "rmod",
+            "pow",
+            "rpow",
+            "matmul",
+            "rmatmul",
+            "neg",
+            "pos",
+            "abs",
+        )
+    ),
     *((f"__{op}__", "comparison") for op in ("lt", "le", "gt", "ge", "eq", "ne")),
-    ("__bool__", "a truth test"), ("__float__", "float()"), ("__int__", "int()"),
-    ("__array__", "conversion to a numpy array"), ("__array_ufunc__", "a numpy function"),
+    ("__bool__", "a truth test"),
+    ("__float__", "float()"),
+    ("__int__", "int()"),
+    ("__array__", "conversion to a numpy array"),
+    ("__array_ufunc__", "a numpy function"),
     ("__array_function__", "a numpy function"),
 ]:
     setattr(TracedArray, _name, _refusal(_what))
@@ -170,7 +194,7 @@ def arg_path(path: str, static: tuple[int, ...]) -> str:
         return path
     j = int(path[1 : path.index("]")])
     traced = [i for i in range(j + len(static) + 1) if i not in static]
-    return f"[{traced[j]}]{path[path.index(']') + 1:]}"
+    return f"[{traced[j]}]{path[path.index(']') + 1 :]}"
 
 
 def leaf_path(td: TreeDef, k: int, static: tuple[int, ...]) -> str:
@@ -185,8 +209,9 @@ def unhashable_field(td: TreeDef, static: tuple[int, ...], error: Exception) -> 
         t, path = stack.pop()
         if t.kind == "dataclass":
             for name, v in zip(t.meta[1], t.meta[2]):
-                check_hashable(v, f"the static field {name!r} at {arg_path(path, static)}",
-                               "static fields key the cache")
+                check_hashable(
+                    v, f"the static field {name!r} at {arg_path(path, static)}", "static fields key the cache"
+                )
         stack.extend((c, path + lab) for c, lab in zip(t.children, _labels(t)))
     return unhashable("a dict key or static field of the traced arguments", "they key the cache", error)
 

@@ -158,8 +158,9 @@ def _replay(tr: Any, x: Expr, out: Expr, nodes: list[tuple[Expr, Primitive]]) ->
     def replay(t: Any) -> Any:
         values: dict[int, Any] = {x.seq: t}
         for nd, prim in nodes:
-            values[nd.seq] = bind(prim, *(values[a.seq] if type(a) is Expr and a.trace is tr else a
-                                          for a in nd.args))
+            values[nd.seq] = bind(
+                prim, *(values[a.seq] if type(a) is Expr and a.trace is tr else a for a in nd.args)
+            )
         return values[out.seq]
 
     return replay

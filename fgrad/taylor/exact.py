@@ -98,8 +98,11 @@ def _nested(fn: Callable[[Any], Any], t: Any, n: int, reverse: bool) -> Series:
 def _exact(prim: Primitive, args: list[Series], out: Any) -> Series:
     """The series of ``prim(a_1(t), ..., a_m(t))`` by prim's own derivative rules."""
     if prim.vjp is None and prim.jvp is None:
-        raise TypeError(f"derivatives: primitive {prim.name!r} has no Taylor rule, and no vjp or jvp "
-                        "rule to derive one from: give it taylor=..., or a vjp or jvp rule")
-    ds = _nested(lambda t: bind(prim, *(_polynomial(s, t) for s in args)), 0.0, len(args[0]) - 1,
-                 prim.vjp is not None)
+        raise TypeError(
+            f"derivatives: primitive {prim.name!r} has no Taylor rule, and no vjp or jvp "
+            "rule to derive one from: give it taylor=..., or a vjp or jvp rule"
+        )
+    ds = _nested(
+        lambda t: bind(prim, *(_polynomial(s, t) for s in args)), 0.0, len(args[0]) - 1, prim.vjp is not None
+    )
     return [out] + [d if d is None or k == 1 else d / _FACTORIAL[k] for k, d in enumerate(ds, 1)]

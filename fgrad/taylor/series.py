@@ -222,10 +222,23 @@ _BUILTIN: dict[Primitive, Rule] = {
     ops.minimum: lambda out, a, b: _select(out, a, b, arith.share(b[0], a[0])),
     arith.sum_p: lambda out, *xs: [out] + [reduce(_plus, col) for col in zip(*(s[1:] for s in xs))],
     arith.dot_p: _dot,
-    arith.mod: lambda out, a, b: [out] + [_minus(x, _times(arith.floordiv(a[0], b[0]), y))
-                                          for x, y in zip(a[1:], b[1:])],
-    **{p: _constant for p in (arith.step, arith.sign, arith.share, ops.stop_gradient_p, arith.floordiv,
-                              ops.floor_p, ops.ceil_p, ops.trunc_p, ops.round_p)},
+    arith.mod: lambda out, a, b: (
+        [out] + [_minus(x, _times(arith.floordiv(a[0], b[0]), y)) for x, y in zip(a[1:], b[1:])]
+    ),
+    **{
+        p: _constant
+        for p in (
+            arith.step,
+            arith.sign,
+            arith.share,
+            ops.stop_gradient_p,
+            arith.floordiv,
+            ops.floor_p,
+            ops.ceil_p,
+            ops.trunc_p,
+            ops.round_p,
+        )
+    },
 }
 
 TAYLOR_RULES: dict[Primitive, Rule] = {}

@@ -233,8 +233,11 @@ def _value_tokens(v: Any, out: list[Hashable]) -> None:
             hash(v)
             fields = [getattr(v, f.name) for f in dataclasses.fields(v) if f.compare]
             out.append(("obj", t, v, len(fields)))
-            todo.extend(reversed([f if isinstance(f, _KNOWN) or dataclasses.is_dataclass(f) else _SKIP
-                                  for f in fields]))
+            todo.extend(
+                reversed(
+                    [f if isinstance(f, _KNOWN) or dataclasses.is_dataclass(f) else _SKIP for f in fields]
+                )
+            )
         else:
             hash(v)
             out.append((t, v))

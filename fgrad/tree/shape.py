@@ -153,8 +153,13 @@ def treedef_equal(a: TreeDef, b: TreeDef) -> bool:
             x, y = stack.pop()
             if x is y:
                 continue
-            if (x.kind != y.kind or x.num_leaves != y.num_leaves or len(x.children) != len(y.children)
-                    or x.node_type != y.node_type or x.meta != y.meta):
+            if (
+                x.kind != y.kind
+                or x.num_leaves != y.num_leaves
+                or len(x.children) != len(y.children)
+                or x.node_type != y.node_type
+                or x.meta != y.meta
+            ):
                 return False
             stack.extend(zip(x.children, y.children))
     except Exception:  # noqa: BLE001 - as above

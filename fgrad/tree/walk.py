@@ -373,8 +373,10 @@ def _build_deep(name: str, td: TreeDef, items: list[Any], persistent: bool) -> A
     node = td
     while True:
         if not isinstance(node, TreeDef):
-            raise fail(f"a child is a {type(node).__name__}, not a TreeDef; build TreeDefs with "
-                       "tree_structure", TypeError)
+            raise fail(
+                f"a child is a {type(node).__name__}, not a TreeDef; build TreeDefs with tree_structure",
+                TypeError,
+            )
         if node.kind == _LEAF:
             if pos >= len(items):
                 raise fail(f"the treedef holds more leaves than its num_leaves, {td.num_leaves}")
@@ -404,7 +406,10 @@ def _build_deep(name: str, td: TreeDef, items: list[Any], persistent: bool) -> A
 
 
 def _rebuild_placed(
-    td: TreeDef, kids: list[Any], persistent: bool, stack: list[list[Any]],
+    td: TreeDef,
+    kids: list[Any],
+    persistent: bool,
+    stack: list[list[Any]],
     fail: Callable[..., Exception],
 ) -> Any:
     try:
@@ -414,10 +419,12 @@ def _rebuild_placed(
     except _Unfaithful as e:
         raise fail(
             f"{e} does not hold the items it was given; a subclass of dict or list must accept one "
-            "dict or list of its items, as dict and list do", TypeError,
+            "dict or list of its items, as dict and list do",
+            TypeError,
         ) from None
     except Exception as e:
         raise fail(
             f"could not rebuild the {_type_name(td)} from its children: {type(e).__name__}: {e} "
-            "(fgrad calls a subclass of dict or list with one dict or list of the items)", TypeError,
+            "(fgrad calls a subclass of dict or list with one dict or list of the items)",
+            TypeError,
         ) from e
