@@ -25,18 +25,25 @@ Module map:
     testing     numerical derivatives, check_grads, hypothesis strategies
 """
 
-from . import datasets, io, nn, operators, optim, viz  # noqa: F401 - operators installs Expr's
-from .core import EscapedNodeError, Expr, Primitive
-from .core import apply as bind
-from .custom import custom_jvp, custom_vjp
-from .debug import NanError, debug_nans, set_debug_nans
-from .graph import count_nodes, reachable
-from .guards import TraceGuardError, value_of
-from .io import load, save
-from .jacobians import hessian, jacfwd, jacobian, jacrev
-from .jit import jit
-from .ops import abs_ as abs
-from .ops import (
+from fgrad import datasets, io, nn, optim, viz
+from fgrad.compilers.jit import jit
+from fgrad.debug import NanError, debug_nans, set_debug_nans
+from fgrad.engine.core import EscapedNodeError, Expr, Primitive
+from fgrad.engine.core import apply as bind
+from fgrad.engine.guards import TraceGuardError, value_of
+from fgrad.engine.tree import (
+    TreeDef,
+    static_field,
+    tree_flatten,
+    tree_leaves,
+    tree_map,
+    tree_structure,
+    tree_unflatten,
+)
+from fgrad.io import load, save
+from fgrad.primitives import operators  # noqa: F401 - operators installs Expr's
+from fgrad.primitives.ops import abs_ as abs
+from fgrad.primitives.ops import (
     ceil,
     cos,
     div,
@@ -60,19 +67,13 @@ from .ops import (
     tanh,
     trunc,
 )
-from .taylor import derivatives
-from .transforms import grad, jvp, linearize, trace, value_and_grad, vjp
-from .tree import (
-    TreeDef,
-    static_field,
-    tree_flatten,
-    tree_leaves,
-    tree_map,
-    tree_structure,
-    tree_unflatten,
-)
-from .viz import GraphStats, draw, explain, formula, graph_stats, to_dot
-from .vmap import vmap
+from fgrad.transforms.autodiff import grad, jvp, linearize, trace, value_and_grad, vjp
+from fgrad.transforms.custom import custom_jvp, custom_vjp
+from fgrad.transforms.graph import count_nodes, reachable
+from fgrad.transforms.jacobians import hessian, jacfwd, jacobian, jacrev
+from fgrad.transforms.taylor import derivatives
+from fgrad.transforms.vmap import vmap
+from fgrad.viz import GraphStats, draw, explain, formula, graph_stats, to_dot
 
 # Jupyter shows nodes as drawings when graphviz is installed; core cannot
 # import viz (imports point one way), so the hook is attached here.

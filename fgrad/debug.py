@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from . import core
-from .core import Primitive, _peel
+from fgrad.engine import core
+from fgrad.engine.core import Primitive, _peel
 
 __all__ = ["NanError", "debug_nans", "set_debug_nans"]
 

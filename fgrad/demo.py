@@ -21,17 +21,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from . import optim
-from .batching import have_numpy
-from .datasets import moons
-from .graph import count_nodes
-from .jit import jit
-from .nn import MLP, STYLES
-from .ops import dot, mean, relu
-from .ops import sum as fsum
-from .transforms import trace, value_and_grad
-from .tree import tree_leaves
-from .vmap import vmap
+from fgrad import optim
+from fgrad.compilers.jit import jit
+from fgrad.datasets import moons
+from fgrad.engine.tree import tree_leaves
+from fgrad.nn import MLP, STYLES
+from fgrad.primitives.ops import dot, mean, relu
+from fgrad.primitives.ops import sum as fsum
+from fgrad.transforms.autodiff import trace, value_and_grad
+from fgrad.transforms.batching import have_numpy
+from fgrad.transforms.graph import count_nodes
+from fgrad.transforms.vmap import vmap
 
 Example = tuple[float, float]
 

@@ -22,9 +22,9 @@ from typing import Any
 
 from pyrsistent import PVector, pvector
 
-from .ops import dot, relu
-from .ops import sum as fsum
-from .tree import static_field
+from fgrad.engine.tree import static_field
+from fgrad.primitives.ops import dot, relu
+from fgrad.primitives.ops import sum as fsum
 
 __all__ = ["Neuron", "Layer", "MLP", "STYLES"]
 

@@ -14,7 +14,7 @@ state trees come back persistent (dict gives PMap, list gives PVector).
 A learning rate is a number or a schedule ``step -> float``, where ``step``
 counts updates from 0 (the first update uses ``schedule(0)``).
 
-This module imports nothing of fgrad but :mod:`fgrad.tree`.
+This module imports nothing of fgrad but :mod:`fgrad.engine.tree`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-from .ops import sqrt
-from .tree import TreeDef, static_field, structure_mismatch, tree_flatten, tree_paths, unflatten_persistent
+from fgrad.engine.tree import (
+    TreeDef,
+    static_field,
+    structure_mismatch,
+    tree_flatten,
+    tree_paths,
+    unflatten_persistent,
+)
+from fgrad.primitives.ops import sqrt
 
 __all__ = [
     "GradientTransformation",

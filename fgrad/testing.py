@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .graph import RuleError
-from .transforms import grad, jvp
-from .tree import tree_flatten, tree_paths, tree_unflatten, unflatten_persistent
+from fgrad.engine.tree import tree_flatten, tree_paths, tree_unflatten, unflatten_persistent
+from fgrad.transforms.autodiff import grad, jvp
+from fgrad.transforms.graph import RuleError
 
 __all__ = [
     "numerical_grad",
@@ -250,7 +250,7 @@ _BINARY: dict[str, Callable[[Any, Any], Any]] = {}
 
 
 def _register_ops() -> None:
-    from . import ops
+    from fgrad.primitives import ops
 
     _UNARY.update(
         {

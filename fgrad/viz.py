@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .core import Expr, Trace, traced
-from .graph import backward, reachable
-from .transforms import check_scalar, trace_inputs
-from .tree import TreeDef, tree_flatten, tree_leaves, tree_paths
+from fgrad.engine.core import Expr, Trace, traced
+from fgrad.engine.tree import TreeDef, tree_flatten, tree_leaves, tree_paths
+from fgrad.transforms.edges import check_scalar, trace_inputs
+from fgrad.transforms.graph import backward, reachable
 
 __all__ = ["to_dot", "draw", "svg", "repr_svg", "formula", "explain", "graph_stats", "GraphStats"]
 

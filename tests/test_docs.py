@@ -44,7 +44,8 @@ def test_the_functions_it_names_exist() -> None:
 def test_the_files_and_settings_it_names_exist() -> None:
     for path in re.findall(r"`((?:tests|fgrad|docs|benchmarks|examples)/[\w/]+\.\w+)`", DESIGN):
         assert (ROOT / path).exists(), path
-    codegen, jit = importlib.import_module("fgrad.codegen"), importlib.import_module("fgrad.jit")
+    codegen = importlib.import_module("fgrad.compilers.codegen")
+    jit = importlib.import_module("fgrad.compilers.jit")
     assert "250,000" in DESIGN and jit.MAX_COMPILED_OPS == 250_000
     assert "up to 200 terms" in DESIGN and codegen._MAX_INLINE == 200
     assert "2**63" in DESIGN and codegen._MAX_INT_LITERAL == 2**63

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 import fgrad as fg
-from fgrad import core
+from fgrad.engine import core
 from tests.conftest import SLOW
 
-vmap_module = importlib.import_module("fgrad.vmap")  # (fg.vmap is the function)
+vmap_module = importlib.import_module("fgrad.transforms.vmap")  # (fg.vmap is the function)
 
 np = pytest.importorskip("numpy")
 

@@ -25,7 +25,7 @@ from pyrsistent import PMap, PVector, pmap, pvector
 
 import fgrad as fg
 import fgrad.io as fgio
-import fgrad.ioread as ioread
+import fgrad.io.read as ioread
 from fgrad.io import LoadError
 from fgrad.nn import MLP, Neuron
 

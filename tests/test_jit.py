@@ -19,13 +19,13 @@ from hypothesis import strategies as st
 from pyrsistent import PMap, PVector, pmap, pvector
 
 import fgrad as fg
-import fgrad.codegen as codegen
+import fgrad.compilers.codegen as codegen
 from fgrad import demo
 from fgrad.datasets import moons
 from fgrad.nn import MLP
 from fgrad.testing import expressions, floats_in
 
-jit_module = sys.modules["fgrad.jit"]  # fgrad.jit is the function; the module is here
+jit_module = sys.modules["fgrad.compilers.jit"]  # fg.jit is the function; the module is here
 
 
 def bits(tree: Any) -> list[Any]:

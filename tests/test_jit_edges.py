@@ -21,13 +21,13 @@ from hypothesis import strategies as st
 from pyrsistent import pmap, pvector
 
 import fgrad as fg
-from fgrad import codegen
+from fgrad.compilers import codegen
+from fgrad.compilers.jit.keys import strict_key
 from fgrad.datasets import moons
 from fgrad.demo import vmap_loss
-from fgrad.jit.keys import strict_key
 from fgrad.nn import MLP
 
-jit_module = sys.modules["fgrad.jit"]
+jit_module = sys.modules["fgrad.compilers.jit"]
 
 
 def exact(tree: Any) -> list[Any]:

@@ -10,7 +10,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import fgrad as fg
-from fgrad import ops
+from fgrad.primitives import ops
 from fgrad.testing import check_grads, floats_in, numerical_grad, op_inputs
 
 inf = math.inf

@@ -13,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pyrsistent import PMap, PVector, pmap, pvector
 
-from fgrad.jit import jit
+from fgrad.compilers.jit import jit
+from fgrad.engine.tree import tree_flatten, tree_leaves, tree_unflatten
 from fgrad.optim import (
     AdamState,
     GradientTransformation,
@@ -24,7 +25,6 @@ from fgrad.optim import (
     momentum,
     sgd,
 )
-from fgrad.tree import tree_flatten, tree_leaves, tree_unflatten
 
 approx = pytest.approx
 

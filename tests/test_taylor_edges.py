@@ -21,10 +21,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fgrad as fg
-from fgrad import arith
-from fgrad.core import Expr
-from fgrad.graph import reachable
+from fgrad.engine.core import Expr
+from fgrad.primitives import arith
 from fgrad.testing import expressions, floats_in
+from fgrad.transforms.graph import reachable
 
 inf, nan = math.inf, math.nan
 
@@ -178,7 +178,7 @@ def test_a_taylor_rule_is_used_and_its_c0_is_the_value() -> None:
 
 
 def test_a_rule_in_TAYLOR_RULES_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
-    from fgrad import taylor
+    from fgrad.transforms import taylor
 
     monkeypatch.setitem(taylor.TAYLOR_RULES, times, _taylor_times)
     got = fg.derivatives(lambda x: times(x, x), 3)(2.0)

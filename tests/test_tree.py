@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pyrsistent import PMap, PVector, pmap, pvector
 
 import fgrad as fg
-from fgrad.tree import structure_mismatch, tree_paths
+from fgrad.engine.tree import structure_mismatch, tree_paths
 
 Point = namedtuple("Point", ["x", "y"])
 

@@ -27,8 +27,8 @@ from pyrsistent import (
 )
 
 import fgrad as fg
-from fgrad import treegen
-from fgrad.tree import (
+from fgrad.compilers import treegen
+from fgrad.engine.tree import (
     TreeDef,
     structure_mismatch,
     tree_paths,

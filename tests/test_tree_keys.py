@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from pyrsistent import pmap, pvector
 
 import fgrad as fg
+from fgrad.engine.tree import TreeDef, structure_mismatch, treedef_equal, treedef_key
 from fgrad.nn import MLP
-from fgrad.tree import TreeDef, structure_mismatch, treedef_equal, treedef_key
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ import pytest
 from pyrsistent import PMap, PVector, pmap, pvector
 
 import fgrad as fg
-from fgrad import treegen
-from fgrad.tree import (
+from fgrad.compilers import treegen
+from fgrad.engine.tree import (
     LEAF,
     TreeDef,
     structure_mismatch,
@@ -24,7 +24,7 @@ from fgrad.tree import (
     treedef_key,
     unflatten_persistent,
 )
-from fgrad.tree import walk as tree_module
+from fgrad.engine.tree import walk as tree_module
 
 DEPTH = 10_000
 

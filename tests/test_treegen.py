@@ -13,9 +13,9 @@ from pyrsistent import pmap, pvector
 from test_tree import EXAMPLES, same, trees
 
 import fgrad as fg
-from fgrad import treegen
+from fgrad.compilers import treegen
+from fgrad.engine.tree import static_field
 from fgrad.nn import MLP
-from fgrad.tree import static_field
 
 
 def floats_only(tree: Any) -> Any:
@@ -99,7 +99,7 @@ def test_jit_serves_changing_structures_and_static_values() -> None:
 
 
 def generic(tree: Any) -> tuple[list[Any], Any]:
-    from fgrad.tree import walk as tree_module
+    from fgrad.engine.tree import walk as tree_module
 
     leaves: list[Any] = []
     return leaves, tree_module._flatten(tree, leaves)
@@ -116,7 +116,7 @@ def test_tree_flatten_and_unflatten_agree_once_compiled(tree: Any) -> None:
         assert same(fg.tree_unflatten(td, leaves), fg.tree_unflatten(want_td, want_leaves))
         rebuilt = fg.tree_unflatten(want_td, [x * 2 for x in leaves])
         assert fg.tree_flatten(rebuilt)[0] == [x * 2 for x in leaves]
-        from fgrad.tree.walk import _build, unflatten_persistent
+        from fgrad.engine.tree.walk import _build, unflatten_persistent
 
         assert same(unflatten_persistent(want_td, leaves), _build(want_td, iter(leaves), True))
 
@@ -126,7 +126,7 @@ def test_the_cache_follows_a_changing_structure() -> None:
     b = {"w": [float(i) for i in range(21)], "b": 1.0}
     c = {"w": [float(i) for i in range(20)], "c": 1.0}
     d = {"w": [float(i) for i in range(20)], "b": 1}  # an int leaf
-    from fgrad import treegen as cache
+    from fgrad.compilers import treegen as cache
 
     for other in (b, c, d):
         for _ in range(3):

@@ -17,15 +17,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fgrad as fg
-from fgrad import batching, ops
 from fgrad.datasets import moons
 from fgrad.demo import loss as demo_loss
 from fgrad.demo import train, vmap_loss
 from fgrad.nn import MLP
+from fgrad.primitives import ops
 from fgrad.testing import expressions
+from fgrad.transforms import batching
 
 np = pytest.importorskip("numpy")
-vmap_module = sys.modules["fgrad.vmap"]
+vmap_module = sys.modules["fgrad.transforms.vmap"]
 
 
 def close(a, b, rel=1e-12, atol=1e-15):

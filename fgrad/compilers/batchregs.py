@@ -1,0 +1,192 @@
+"""Registers of vmap's numpy code (``fgrad.compilers.batchgen``): names, constants,
+and where each value lives.
+
+A batched register holds one value per example in a 1-D array; a group of
+them may live as the rows of one matrix, and a group of scalars as the
+entries of one vector (a register's *home*). A register read singly is
+written out from its home only then, so groups that feed groups never pay
+for their members one by one.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from fgrad.primitives import arith
+
+__all__ = ["Registers", "Ref", "key_of"]
+
+Ref = tuple[str, Any]
+
+
+class Registers:
+    def __init__(self, np: Any, batched: set[str], guard_error: type[Exception]) -> None:
+        self.np = np
+        self.batched = batched  # the registers holding a batch
+        self.lines: list[str] = []
+        self.consts: list[Any] = []
+        self.funcs: dict[int, str] = {}
+        self.namespace: dict[str, Any] = {
+            "ARRAY": np.array,
+            "CONCAT": np.concatenate,
+            "MAXIMUM": np.maximum,
+            "FULL": np.full,
+            "DOT": np.dot,
+            "GUARD": guard_error,
+            "DIV": arith._div_impl,
+            "NAN": float("nan"),
+            "INF": float("inf"),
+        }
+        self.stacks: dict[tuple[Any, ...], str] = {}
+        # Registers that are row j of a matrix of k rows (a batch each), or
+        # entry j of a vector of k scalars: (name, j, k, scalar). "Virtual"
+        # ones are only written out (``v = M[j]``, ``v = L[j]`` with ``L =
+        # V.tolist()``) if something reads them singly.
+        self.homes: dict[str, tuple[str, int, int, bool]] = {}
+        self.virtual: set[str] = set()
+        self.lists: dict[str, str] = {}
+        self.inputs: str | None = None  # all inputs as one vector, made on first use
+        self.fresh = 0
+
+    # -- names --------------------------------------------------------------
+    def put(self, line: str) -> None:
+        self.lines.append("    " + line)
+
+    def is_b(self, r: Ref) -> bool:
+        return r[1] in self.batched if r[0] == "var" else type(r[1]) is self.np.ndarray
+
+    def text(self, r: Ref) -> str:
+        if r[0] == "var":
+            if r[1] in self.virtual:
+                self.virtual.discard(r[1])
+                m, j, _, scalar = self.homes[r[1]]
+                if scalar:  # a Python float, as the scalar program computes
+                    if m not in self.lists:
+                        self.lists[m] = self.temp()
+                        self.put(f"{self.lists[m]} = {m}.tolist()")
+                    m = self.lists[m]
+                self.put(f"{r[1]} = {m}[{j}]")
+            return str(r[1])
+        x = r[1]
+        if type(x) is float and x == x and abs(x) != float("inf"):
+            return f"({x!r})"
+        if type(x) is int and -(2**63) <= x < 2**63:  # (repr refuses ints of 4300+ digits)
+            return f"({x!r})"
+        self.consts.append(x)
+        return f"K[{len(self.consts) - 1}]"
+
+    def func(self, fn: Callable[..., Any]) -> str:
+        name = self.funcs.get(id(fn))
+        if name is None:
+            name = f"f{len(self.funcs)}"
+            self.funcs[id(fn)] = name
+            self.namespace[name] = fn
+        return name
+
+    def temp(self) -> str:
+        self.fresh += 1
+        return f"t{self.fresh}"
+
+    def input_index(self, refs: Any) -> list[int] | None:
+        """The input numbers of refs that are all inputs (``x<k>``), or None."""
+        out = []
+        for r in refs:
+            if r[0] != "var" or r[1][0] != "x":
+                return None
+            out.append(int(r[1][1:]))
+        return out
+
+    def gather_inputs(self, index: Any) -> str:
+        """Inputs by position (a list, or a list of lists for a matrix): one
+        fancy index into the vector of all inputs, instead of an array built
+        from that many Python floats."""
+        if self.inputs is None:
+            self.inputs = self.temp()
+            self.put(f"{self.inputs} = ARRAY(leaves)")
+        return f"{self.inputs}[{self.text(('const', self.np.array(index)))}]"
+
+    def returns(self, refs: list[Ref]) -> str:
+        """The return tuple: runs of scalars that live in vectors come out of
+        one gather and one ``tolist`` instead of one line each."""
+        homed = [r[0] == "var" and r[1] in self.virtual and self.homes[r[1]][3] for r in refs]
+        if sum(homed) < 8:
+            return "".join(self.text(r) + ", " for r in refs)
+        vectors = list(dict.fromkeys(self.homes[r[1]][0] for r, h in zip(refs, homed) if h))
+        offset, at = {}, 0
+        for v in vectors:
+            offset[v] = at
+            at += self.homes[next(r[1] for r, h in zip(refs, homed) if h and self.homes[r[1]][0] == v)][2]
+        index = [offset[self.homes[r[1]][0]] + self.homes[r[1]][1] for r, h in zip(refs, homed) if h]
+        out = self.temp()
+        joined = vectors[0] if len(vectors) == 1 else f"CONCAT(({''.join(v + ', ' for v in vectors)}))"
+        self.put(f"{out} = {joined}[{self.text(('const', self.np.array(index)))}].tolist()")
+        parts, k, i = [], 0, 0
+        while i < len(refs):
+            if homed[i]:
+                j = i
+                while j < len(refs) and homed[j]:
+                    j += 1
+                parts.append(f"*{out}[{k}:{k + j - i}], ")
+                k += j - i
+                i = j
+            else:
+                parts.append(self.text(refs[i]) + ", ")
+                i += 1
+        return "".join(parts)
+
+    def stack(self, refs: tuple[Ref, ...]) -> str:
+        """The (len(refs), batch) matrix of batched registers, or the vector
+        of scalar ones, made once."""
+        homes = [self.homes.get(r[1]) if r[0] == "var" else None for r in refs]
+        h0 = homes[0]
+        if (
+            h0 is not None
+            and h0[2] == len(refs)
+            and all(h is not None and h[0] == h0[0] and h[1] == j for j, h in enumerate(homes))
+        ):
+            return h0[0]  # the rows of a matrix, in order: the matrix itself
+        key = tuple(map(key_of, refs))
+        name = self.stacks.get(key)
+        if name is None:
+            index = self.input_index(refs)
+            name = self.stacks[key] = self.temp()
+            if index is not None and len(index) > 2:
+                self.put(f"{name} = {self.gather_inputs(index)}")
+            else:
+                self.put(f"{name} = ARRAY(({''.join(self.text(r) + ', ' for r in refs)}))")
+        return name
+
+    # -- statements ---------------------------------------------------------
+    def gather(self, name: str, rows: list[int], size: int) -> str:
+        """Rows ``rows`` of matrix (or entries of vector) ``name`` of ``size``."""
+        n = len(rows)
+        if rows == list(range(rows[0], rows[0] + n)):
+            return name if n == size else f"{name}[{rows[0]}:{rows[0] + n}]"
+        if n == size and rows == list(range(n - 1, -1, -1)):
+            return f"{name}[::-1]"
+        return f"{name}[{self.text(('const', self.np.array(rows)))}]"
+
+    def source(self, r: Ref) -> Any:
+        """The matrix a register is a row of, or the register itself."""
+        home = self.homes.get(r[1]) if r[0] == "var" else None
+        return ("m", home[0]) if home is not None else key_of(r)
+
+    def in_row_order(self, refs: Any) -> list[Ref]:
+        out: list[Ref] = list(refs)
+        if all(r[0] == "var" and r[1] in self.homes for r in out):
+            out.sort(key=lambda r: self.homes[r[1]][1])
+        return out
+
+
+def key_of(r: Ref) -> Any:
+    """A hashable stand-in for a ref: floats by their bits (0.0 and -0.0,
+    nans of other payloads differ), ints by value (2 and 2.0 differ), other
+    constants (arrays) by identity."""
+    if r[0] == "var":
+        return r
+    x = r[1]
+    if type(x) is float:
+        return ("const", float, struct.pack("<d", x))
+    return ("const", int, x) if type(x) is int else ("const", id(x))
