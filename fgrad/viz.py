@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from fgrad.engine.core import Expr, Trace, traced
+from fgrad.engine.core import Expr
+from fgrad.engine.trace import Trace, traced
 from fgrad.engine.tree import TreeDef, tree_flatten, tree_leaves, tree_paths
 from fgrad.transforms.edges import check_scalar, trace_inputs
 from fgrad.transforms.graph import backward, reachable

@@ -20,6 +20,7 @@ import pytest
 
 import fgrad as fg
 from fgrad.engine import core
+from fgrad.engine import trace as traces
 from tests.conftest import SLOW
 
 vmap_module = importlib.import_module("fgrad.transforms.vmap")  # (fg.vmap is the function)
@@ -108,7 +109,7 @@ def _steady(fn: Callable[[], Any]) -> list[str]:
 
 
 def _assert_nothing_left(errors: dict[str, str], where: str) -> None:
-    assert core.active_traces() == (), f"a trace was left on the active stack ({where})"
+    assert traces.active_traces() == (), f"a trace was left on the active stack ({where})"
     assert gc.isenabled(), f"the garbage collector was left off ({where})"
     assert np.geterr() == errors, f"numpy's error settings were changed ({where})"
     assert vmap_module._inside.get() is False, f"vmap was left thinking it runs a batch ({where})"
@@ -185,4 +186,4 @@ def test_an_interrupt_in_debug_nans_leaves_nan_debugging_as_it_was() -> None:
     for k in range(1, len(seen) + 1):
         _run(debugged, k)
         assert core.DEBUG_NANS is False, f"nan debugging left on ({seen[k - 1]}, bytecode {k})"
-        assert core.active_traces() == ()
+        assert traces.active_traces() == ()

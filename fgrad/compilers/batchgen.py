@@ -32,7 +32,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from fgrad.compilers.batchregs import Ref, Registers, key_of
-from fgrad.engine.core import Primitive, protected
+from fgrad.engine.core import Primitive
+from fgrad.engine.trace import protected
 from fgrad.primitives import arith, ops
 from fgrad.transforms.batching import (
     batch_sum_p,
@@ -79,7 +80,7 @@ def _ignoring_fp_errors(
 ) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
     """``compiled`` run with numpy's floating-point errors ignored (IEEE
     results, as the scalar ops give), numpy's settings restored after it
-    even if an interrupt lands at any bytecode (``core.protected``)."""
+    even if an interrupt lands at any bytecode (``fgrad.engine.trace.protected``)."""
 
     def run(leaves: Sequence[Any]) -> tuple[Any, ...]:
         saved = np.geterr()

@@ -21,7 +21,8 @@ from typing import Any
 
 from fgrad.compilers.batchgen import compile_batched
 from fgrad.compilers.codetable import GuardFailed, _table
-from fgrad.engine.core import Expr, Primitive, Trace, _is_array
+from fgrad.engine.core import Expr, Primitive, _is_array
+from fgrad.engine.trace import Trace
 from fgrad.primitives import arith, ops
 
 __all__ = ["GuardFailed", "compile_trace"]

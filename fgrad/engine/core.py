@@ -1,4 +1,4 @@
-"""Expression nodes, primitives, traces and ``bind``: the engine.
+"""Expression nodes, primitives and ``bind``: the heart of the engine.
 
 A transform opens a :class:`Trace` one level above the active ones and runs the
 user's function on :class:`Expr` nodes of that trace. Applying a primitive
@@ -9,29 +9,25 @@ and wraps the result as a node of the top level. Each node holds its concrete
 value, so Python control flow on nodes works, and its creation index, so the
 tape (creation order) is a topological order for the reverse pass.
 
-This module imports nothing of fgrad but its error messages.
+This module imports nothing of fgrad but its error messages and traces
+(:mod:`fgrad.engine.trace`).
 """
 
 from __future__ import annotations
 
-import gc
 import numbers
 from collections.abc import Callable
-from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 from fgrad.engine import errors
 from fgrad.engine.errors import EscapedNodeError, Unbatchable
+from fgrad.engine.trace import Trace
 
 __all__ = [
     "Expr",
     "Primitive",
-    "Trace",
     "bind",
-    "traced",
-    "protected",
-    "active_traces",
     "EscapedNodeError",
     "Number",
     "Unbatchable",
@@ -52,101 +48,6 @@ def _vectorized(prim: Primitive, values: Any, error: Exception) -> Any:
     if prim.vectorized is None:
         raise Unbatchable(f"primitive {prim.name!r} has no vectorized implementation")
     return prim.vectorized(*values)
-
-
-class Trace:
-    """The recording context of one transform at one nesting level.
-
-    ``tape`` lists the trace's nodes in creation order; ``live`` turns False
-    when the transform returns, and the tape is dropped then, which also breaks
-    the node -> trace -> tape -> node cycle so that reference counting alone
-    frees the graph.
-    """
-
-    __slots__ = ("level", "tape", "live", "name", "in_tree", "guards", "concrete_ok", "settle")
-
-    def __init__(self, level: int, name: str) -> None:
-        self.level = level
-        self.tape: list[Expr] | None = []
-        self.live = True
-        self.name = name
-        self.in_tree: Any = None  # structure of the inputs, for leaf labels
-        # jit sets ``guards`` to a list: comparisons of its nodes are recorded
-        # there, and ``float()`` of its nodes is refused.
-        self.guards: list[Any] | None = None
-        self.concrete_ok = True
-        # The numpy backend's hook: vmap sets ``settle`` on the traces open
-        # when it traces a batch, and their reverse passes hand each node's
-        # cotangent to it (it sums shared values' cotangents over the batch).
-        self.settle: Callable[[Any, Expr, Callable[[Any, bool], Any]], Any] | None = None
-
-    def __repr__(self) -> str:
-        state = "live" if self.live else "closed"
-        return f"<Trace {self.name} level={self.level} {state}>"
-
-
-_active: ContextVar[tuple[Trace, ...]] = ContextVar("fgrad_active_traces", default=())
-
-T = TypeVar("T")
-
-
-def traced(name: str, body: Callable[[Trace], T]) -> T:
-    """Run ``body(trace)`` with a new trace open one level above the active ones.
-
-    When ``body`` returns or raises, the trace is closed (its nodes can no
-    longer be computed with), the active stack is what it was, and the
-    cyclic garbage collector is on again if the outermost trace paused it.
-    That holds even when an interrupt (Ctrl-C, KeyboardInterrupt) lands at
-    any bytecode here: the setup runs inside the ``try``, and the cleanup,
-    which is idempotent, runs in two nested ``finally`` blocks, so an
-    interrupt that cuts one short leaves the other to finish it. (A ``with``
-    statement would not do: an interrupt just before the call of its
-    ``__exit__`` skips it.)
-    """
-    stack = _active.get()
-    trace = Trace(stack[-1].level + 1 if stack else 1, name)
-    # Graphs are acyclic once the tape is dropped, so reference counting frees
-    # them; the cyclic collector only re-scans the growing graph while it is
-    # built (measured: a 600,000-node grad takes 1.1 s with it, 0.75 s
-    # paused). The outermost transform pauses it, if it was on.
-    pause = not stack and gc.isenabled()
-    try:
-        try:
-            _active.set(stack + (trace,))
-            if pause:
-                gc.disable()
-            return body(trace)
-        finally:
-            _close(trace, stack, pause)
-    finally:
-        _close(trace, stack, pause)
-
-
-def _close(trace: Trace, stack: tuple[Trace, ...], pause: bool) -> None:
-    trace.live = False
-    trace.tape = None  # breaks the node -> trace -> tape -> node cycle
-    _active.set(stack)  # set, not reset(token): safe to do twice
-    if pause:
-        gc.enable()
-
-
-def protected(setup: Callable[[], Any], body: Callable[[], T], cleanup: Callable[[], Any]) -> T:
-    """``setup(); return body()`` with an idempotent ``cleanup()`` that runs
-    however they end, even when an interrupt lands at any bytecode (see
-    :func:`traced`): for state that must not be left behind."""
-    try:
-        try:
-            setup()
-            return body()
-        finally:
-            cleanup()
-    finally:
-        cleanup()
-
-
-def active_traces() -> tuple[Trace, ...]:
-    """The traces open in this thread (or task), outermost first."""
-    return _active.get()
 
 
 @dataclass(frozen=True, slots=True, eq=False, repr=False)
@@ -251,6 +152,8 @@ class Primitive:
             primitive's other rules (slower at high orders).
         symbolic_zeros: the jvp rule receives None (not ``0.0``) for inputs
             without a tangent, so that it can skip work; fgrad's own rules do.
+        doc: the primitive's own docstring, which ``help(prim)`` shows: what
+            it computes, its derivative and its convention at kinks or poles.
 
     Rules must be written with fgrad operations (operators, ``fg.exp`` ...)
     rather than ``math``: under nested transforms their arguments are nodes,
@@ -280,6 +183,7 @@ class Primitive:
         "taylor",
         "symbolic_zeros",
         "trusted",
+        "doc",
     )
 
     def __init__(
@@ -293,6 +197,7 @@ class Primitive:
         vectorized: Callable[..., Any] | None = None,
         taylor: Callable[..., Any] | None = None,
         symbolic_zeros: bool = False,
+        doc: str | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"Primitive: name must be a non-empty string, got {name!r}")
@@ -302,6 +207,8 @@ class Primitive:
         for label, rule in rules:
             if rule is not None and not callable(rule):
                 raise TypeError(f"Primitive {name!r}: {label} must be callable, got {rule!r}")
+        if doc is not None and not isinstance(doc, str):
+            raise TypeError(f"Primitive {name!r}: doc must be a str or None, got {type(doc).__name__}")
         self.name = name
         self.impl = impl
         self.vjp = vjp
@@ -310,6 +217,7 @@ class Primitive:
         self.vectorized = vectorized
         self.taylor = taylor
         self.symbolic_zeros = bool(symbolic_zeros)
+        self.doc = doc
         # fgrad's own primitives (set where they are declared): the reverse and
         # forward passes check what a user's rules return, not what these do.
         self.trusted = False
@@ -343,6 +251,20 @@ class Primitive:
 
     def __repr__(self) -> str:
         return f"Primitive({self.name!r})"
+
+
+class _Docstring:
+    """``Primitive.__doc__``: the class's docstring, and on an instance its
+    own ``doc`` (so that ``help(fg.tanh)`` shows tanh's, not the class's)."""
+
+    def __init__(self, text: str | None) -> None:
+        self.text = text
+
+    def __get__(self, obj: Primitive | None, cls: type | None = None) -> str | None:
+        return self.text if obj is None else (obj.doc or self.text)
+
+
+Primitive.__doc__ = _Docstring(Primitive.__doc__)  # type: ignore[assignment]
 
 
 def bind(prim: Primitive, *args: Any) -> Any:

@@ -18,7 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from fgrad.engine import errors
-from fgrad.engine.core import Expr, Trace, Unbatchable, _is_array, _is_number, _peel
+from fgrad.engine.core import Expr, Unbatchable, _is_array, _is_number, _peel
+from fgrad.engine.trace import Trace
 
 __all__ = ["TraceGuardError", "concrete", "value_of"]
 

@@ -12,7 +12,8 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from fgrad.engine.core import Expr, Trace, traced
+from fgrad.engine.core import Expr
+from fgrad.engine.trace import Trace, traced
 from fgrad.engine.tree import (
     tree_unflatten,
     unflatten_persistent,

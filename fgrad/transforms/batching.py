@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fgrad.engine.core import Expr, Primitive, Unbatchable, _is_array, _peel, active_traces, bind, make_node
+from fgrad.engine.core import Expr, Primitive, Unbatchable, _is_array, _peel, bind, make_node
+from fgrad.engine.trace import active_traces
 from fgrad.primitives import arith, ops
 
 __all__ = [

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from fgrad.engine import errors
-from fgrad.engine.core import EscapedNodeError, Expr, Trace, _escaped, make_node
+from fgrad.engine.core import EscapedNodeError, Expr, _escaped, make_node
+from fgrad.engine.trace import Trace
 from fgrad.engine.tree import (
     TreeDef,
     structure_mismatch,

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from fgrad.engine import core, errors
-from fgrad.engine.core import Expr, Trace, bind
+from fgrad.engine.core import Expr, bind
+from fgrad.engine.trace import Trace
 from fgrad.engine.tree import tree_leaves
 from fgrad.primitives.arith import dot_p, sum_p
 

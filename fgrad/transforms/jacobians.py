@@ -13,7 +13,8 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from fgrad.engine.core import Expr, Trace, traced
+from fgrad.engine.core import Expr
+from fgrad.engine.trace import Trace, traced
 from fgrad.engine.tree import TreeDef, unflatten_persistent
 from fgrad.transforms.autodiff import grad
 from fgrad.transforms.edges import ArgNums, _norm_argnums, _outputs, check_callable, trace_inputs

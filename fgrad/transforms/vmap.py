@@ -33,7 +33,8 @@ from contextvars import ContextVar
 from typing import Any
 
 from fgrad.engine import core
-from fgrad.engine.core import Expr, Trace, _active, bind, make_node, protected
+from fgrad.engine.core import Expr, bind, make_node
+from fgrad.engine.trace import Trace, _active, protected
 from fgrad.engine.tree import tree_flatten, tree_unflatten, treedef_key
 from fgrad.transforms.batching import (
     TRUSTED,
@@ -241,7 +242,7 @@ def _batched_call(
         _inside.set(True)
         np.seterr(all="ignore")  # IEEE results, as the scalar ops give
 
-    def cleanup() -> None:  # (not np.errstate: see core.protected)
+    def cleanup() -> None:  # (not np.errstate: see fgrad.engine.trace.protected)
         _inside.set(inside)
         np.seterr(**errors)
 

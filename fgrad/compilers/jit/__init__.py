@@ -53,7 +53,8 @@ from fgrad.compilers.jit.edges import TracedArray, as_floats, check_outputs, lea
 from fgrad.compilers.jit.keys import Key, key_of
 from fgrad.compilers.treegen import FlattenCache, unflattener
 from fgrad.engine import core
-from fgrad.engine.core import Trace, active_traces, make_node, traced
+from fgrad.engine.core import make_node
+from fgrad.engine.trace import Trace, active_traces, traced
 from fgrad.engine.tree import TreeDef, tree_flatten, tree_unflatten, treedef_key
 
 __all__ = ["jit", "Jitted", "CacheInfo", "TracedArray"]

@@ -34,7 +34,8 @@ import numbers
 from collections.abc import Callable
 from typing import Any
 
-from fgrad.engine.core import Expr, Primitive, Trace, bind, traced
+from fgrad.engine.core import Expr, Primitive, bind
+from fgrad.engine.trace import Trace, traced
 from fgrad.transforms.edges import check_callable, check_scalar, lower, trace_inputs
 from fgrad.transforms.taylor.exact import _exact, _nested
 from fgrad.transforms.taylor.series import (

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fgrad.engine.core import Expr, Primitive, Trace, bind, traced
+from fgrad.engine.core import Expr, Primitive, bind
+from fgrad.engine.trace import Trace, traced
 from fgrad.primitives import arith
 from fgrad.transforms.edges import lower, trace_inputs
 from fgrad.transforms.graph import backward, forward
