@@ -116,7 +116,7 @@ def test_tree_flatten_and_unflatten_agree_once_compiled(tree: Any) -> None:
         assert same(fg.tree_unflatten(td, leaves), fg.tree_unflatten(want_td, want_leaves))
         rebuilt = fg.tree_unflatten(want_td, [x * 2 for x in leaves])
         assert fg.tree_flatten(rebuilt)[0] == [x * 2 for x in leaves]
-        from fgrad.engine.tree.walk import _build, unflatten_persistent
+        from fgrad.engine.tree.build import _build, unflatten_persistent
 
         assert same(unflatten_persistent(want_td, leaves), _build(want_td, iter(leaves), True))
 

@@ -28,7 +28,7 @@ when Python's would run out); a tree that contains itself is refused.
 
 This package imports nothing else of fgrad. Its modules: :mod:`.shape` (TreeDef
 and what reads one), :mod:`.kinds` (which objects are containers and how
-each is rebuilt), :mod:`.walk` (flatten and unflatten), :mod:`.keys` (key
+each is rebuilt), :mod:`.walk` (flatten), :mod:`.build` (unflatten), :mod:`.keys` (key
 order and :func:`treedef_key`).
 """
 
@@ -37,13 +37,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from fgrad.engine.tree.build import tree_unflatten, unflatten_persistent
 from fgrad.engine.tree.keys import TreeKey, treedef_key
 from fgrad.engine.tree.keys import (
     _sorted_keys as _sorted_keys,  # (fgrad.io saves a PMap in the order it flattens in)
 )
 from fgrad.engine.tree.kinds import static_field, unsupported_container
 from fgrad.engine.tree.shape import LEAF, TreeDef, structure_mismatch, tree_paths, treedef_equal
-from fgrad.engine.tree.walk import tree_flatten, tree_unflatten, unflatten_persistent
+from fgrad.engine.tree.walk import tree_flatten
 
 __all__ = [
     "TreeDef",
