@@ -199,16 +199,9 @@ class Primitive:
         symbolic_zeros: bool = False,
         doc: str | None = None,
     ) -> None:
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"Primitive: name must be a non-empty string, got {name!r}")
-        if not callable(impl):
-            raise TypeError(f"Primitive {name!r}: impl must be callable, got {impl!r}")
-        rules = (("vjp", vjp), ("jvp", jvp), ("vectorized", vectorized), ("taylor", taylor))
-        for label, rule in rules:
-            if rule is not None and not callable(rule):
-                raise TypeError(f"Primitive {name!r}: {label} must be callable, got {rule!r}")
-        if doc is not None and not isinstance(doc, str):
-            raise TypeError(f"Primitive {name!r}: doc must be a str or None, got {type(doc).__name__}")
+        _check_declaration(
+            name, impl, {"vjp": vjp, "jvp": jvp, "vectorized": vectorized, "taylor": taylor}, doc
+        )
         self.name = name
         self.impl = impl
         self.vjp = vjp
@@ -251,6 +244,18 @@ class Primitive:
 
     def __repr__(self) -> str:
         return f"Primitive({self.name!r})"
+
+
+def _check_declaration(name: Any, impl: Any, rules: dict[str, Any], doc: Any) -> None:
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"Primitive: name must be a non-empty string, got {name!r}")
+    if not callable(impl):
+        raise TypeError(f"Primitive {name!r}: impl must be callable, got {impl!r}")
+    for label, rule in rules.items():
+        if rule is not None and not callable(rule):
+            raise TypeError(f"Primitive {name!r}: {label} must be callable, got {rule!r}")
+    if doc is not None and not isinstance(doc, str):
+        raise TypeError(f"Primitive {name!r}: doc must be a str or None, got {type(doc).__name__}")
 
 
 class _Docstring:
