@@ -79,7 +79,7 @@ from fgrad.viz import GraphStats, draw, explain, formula, graph_stats, to_dot
 # import viz (imports point one way), so the hook is attached here.
 Expr._repr_svg_ = viz.repr_svg  # type: ignore[attr-defined]
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"  # the one source of the version: pyproject.toml reads it
 
 __all__ = [
     "datasets",
