@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
+from test_docs import layout  # (the layers and their modules, read off fgrad/)
 
 import fgrad as fg
 
@@ -63,13 +64,14 @@ def _table(heading: str) -> list[str]:
 
 
 def test_the_module_table_names_every_module_and_only_modules() -> None:
-    named = set()
+    placed = {}
     for row in _table("## How it is built"):
-        named |= set(re.findall(r"`(\w+)`", row.split("|")[1]))
-    package = ROOT / "fgrad"
-    modules = {p.stem for p in package.glob("*.py") if p.stem != "__init__"}
-    modules |= {p.name for p in package.iterdir() if (p / "__init__.py").exists()}
-    assert named == modules
+        cells = row.split("|")
+        if "`" not in cells[2]:
+            continue  # the header
+        (where,) = re.findall(r"`([\w/]+)`", cells[2])
+        placed[where] = set(re.findall(r"`(\w+)`", cells[3]))
+    assert placed == layout()
 
 
 def test_the_api_table_names_what_fgrad_has() -> None:
