@@ -5,24 +5,22 @@
 >>> sorted(grads.items())       # grads is a PMap, like the params' structure
 [('b', 1.0), ('w', 3.0), ('x', 2.0)]
 
-Module map:
-    core        Expr nodes, Primitive, traces and levels, bind, operators
-    ops         the other primitives (exp, tanh, relu, sum, dot, ...)
-    graph       tape walks: reverse and forward passes, reachability
-    tree        pytrees: flatten / unflatten / map over containers
-    transforms  grad, value_and_grad, vjp, jvp, linearize, trace
-    jacobians   jacobian (jacrev), jacfwd, hessian
-    custom      custom_vjp, custom_jvp: your own derivative rules
-    taylor      derivatives(f, order): higher derivatives by Taylor mode
-    jit         trace once, compile to straight-line Python, guard
-    vmap        write the code for one example, map it over a batch
-    nn          Neuron / Layer / MLP as frozen dataclasses
-    optim       optimisers as pairs of pure functions (init, update)
-    datasets    small data sets in pure Python (two moons)
-    viz         DOT export, drawing, formulas, explain, graph_stats
-    debug       debug_nans: raise at the first nan
-    io          save / load pytrees: readable JSON, atomic writes, safe loading
-    testing     numerical derivatives, check_grads, hypothesis strategies
+Layout, bottom up (each layer imports only the ones below it):
+    engine/       Expr nodes, Primitive, bind; traces and levels; guards; pytrees
+    primitives/   every operation with its rules; Python's operators on nodes
+    transforms/   grad, vjp, jvp, linearize, jacobians, custom rules, Taylor
+                  mode (derivatives), vmap and its batches
+    compilers/    jit: straight-line code, table programs, compiled pytree
+                  walks, vmap's numpy code
+    the library, imported by name:
+    nn            Neuron / Layer / MLP as frozen dataclasses
+    optim         optimisers as pairs of pure functions (init, update)
+    datasets      small data sets in pure Python (two moons)
+    io            save / load pytrees: readable JSON, atomic writes, safe loading
+    testing       numerical derivatives, check_grads, hypothesis strategies
+    viz           DOT export, drawing, formulas, explain, graph_stats
+    debug         debug_nans: raise at the first nan
+    demo          the two-moons demo (fgrad-demo)
 """
 
 from fgrad import datasets, io, nn, optim, viz
