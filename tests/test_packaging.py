@@ -58,3 +58,21 @@ def test_the_sdist_carries_what_the_tests_need() -> None:
         assert f"graft {folder}\n" in manifest, folder
     # (.ci/run builds the sdist, unpacks it and runs this suite from it)
     assert "unpack_sdist" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "module, names",
+    [
+        ("fgrad.nn", ["Neuron", "Layer", "MLP"]),
+        ("fgrad.optim", ["sgd", "momentum", "adam", "apply_updates"]),
+        ("fgrad.testing", ["check_grads", "numerical_grad"]),
+        ("fgrad.io", ["save", "load", "register", "LoadError"]),
+        ("fgrad.viz", ["to_dot", "draw", "formula", "explain", "graph_stats"]),
+        ("fgrad.datasets", ["moons"]),
+        ("fgrad.debug", ["debug_nans", "NanError"]),
+    ],
+)
+def test_the_library_keeps_its_module_paths(module: str, names: list[str]) -> None:
+    imported = importlib.import_module(module)
+    for name in names:
+        assert hasattr(imported, name), f"{module}.{name}"
