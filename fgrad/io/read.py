@@ -21,6 +21,7 @@ from pyrsistent import pmap, pvector
 
 FORMAT = "fgrad-tree"
 VERSION = 1
+MAX_DEPTH = 100  # nested containers: deep enough for any model, shallow enough for the stack
 SEQ_TAGS = ("list", "pvector", "tuple")
 TREE_TAGS = ("float", *SEQ_TAGS, "dict", "pmap", "namedtuple", "dataclass")
 KEY_TAGS = ("float", "tuple")
