@@ -21,6 +21,7 @@ from pyrsistent import pmap, pvector
 
 FORMAT = "fgrad-tree"
 VERSION = 1
+MAX_DEPTH = 100  # nested containers: deep enough for any model, shallow enough for the stack
 SEQ_TAGS = ("list", "pvector", "tuple")
 TREE_TAGS = ("float", *SEQ_TAGS, "dict", "pmap", "namedtuple", "dataclass")
 KEY_TAGS = ("float", "tuple")
@@ -71,16 +72,21 @@ def show(x: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-class Reader:
-    """Checks a parsed document node by node and builds the tree it describes."""
+class Parser:
+    """Parses a file's text as JSON, more strictly than ``json.loads``, and checks its header.
 
-    def __init__(self, source: str, max_depth: int, registry: dict[str, type]) -> None:
-        self.source, self.max_depth, self.registry = source, max_depth, registry
+    The hooks refuse what Python's JSON reader lets through: a key twice in one
+    object, a number too large for a float, and ``NaN`` or ``Infinity``.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
 
     def fail(self, where: str, reason: str) -> NoReturn:
         raise LoadError(self.source, where, reason)
 
-    def document(self, text: str) -> Any:
+    def tree_of(self, text: str) -> Any:
+        """The parsed, unchecked ``"tree"`` of a document whose format and version are fgrad's."""
         try:
             doc = json.loads(
                 text, object_pairs_hook=self.pairs, parse_float=self.number, parse_constant=self.constant
@@ -104,10 +110,7 @@ class Reader:
             )
         if doc.keys() != {"format", "version", "tree"}:
             self.fail("at $", f'expected the keys "format", "version" and "tree", got {show(list(doc))}')
-        try:
-            return self.value(doc["tree"], "$.tree", 0, False)
-        except RecursionError:
-            self.fail("at $.tree", f"nested too deeply for the stack; lower max_depth={self.max_depth}")
+        return doc["tree"]
 
     def pairs(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         out = dict(pairs)
@@ -124,6 +127,21 @@ class Reader:
 
     def constant(self, text: str) -> NoReturn:
         self.fail("while parsing", f'{text} is not JSON; write {{"float": "nan"}}, "inf" or "-inf"')
+
+
+class Reader(Parser):
+    """Checks a parsed document node by node and builds the tree it describes."""
+
+    def __init__(self, source: str, max_depth: int, registry: dict[str, type]) -> None:
+        super().__init__(source)
+        self.max_depth, self.registry = max_depth, registry
+
+    def document(self, text: str) -> Any:
+        tree = self.tree_of(text)
+        try:
+            return self.value(tree, "$.tree", 0, False)
+        except RecursionError:
+            self.fail("at $.tree", f"nested too deeply for the stack; lower max_depth={self.max_depth}")
 
     def value(self, obj: Any, where: str, depth: int, key: bool) -> Any:
         """Decode ``obj`` found at ``where``: a tree node, or a key/static value if ``key``."""
