@@ -164,7 +164,7 @@ def test_an_interrupted_jitted_call_leaves_its_cache_usable() -> None:
     errors = np.geterr()
     # Every bytecode of the functions that hold jit's cache and lock and open
     # its trace (the rest runs the same code as any transform, tested above).
-    jit_own = CRITICAL | {"__call__", "_new_path", "_add", "_release", "_ids", "_trace"}
+    jit_own = CRITICAL | {"__call__", "_new_path", "lookup", "store", "_add", "_release", "trace_path"}
     for k in range(-6, 0):  # misses, until the cache is full and every miss evicts
         seen, _ = _run(lambda k=k: step(0.5, k), None, jit_own)
     for k in range(1, len(seen) + 1):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import struct
-import sys
 import threading
 import types
 from collections import namedtuple
@@ -22,12 +21,11 @@ from pyrsistent import pmap, pvector
 
 import fgrad as fg
 from fgrad.compilers import codegen
+from fgrad.compilers.jit import tracing
 from fgrad.compilers.jit.keys import strict_key
 from fgrad.datasets import moons
 from fgrad.demo import vmap_loss
 from fgrad.nn import MLP
-
-jit_module = sys.modules["fgrad.compilers.jit"]
 
 
 def exact(tree: Any) -> list[Any]:
@@ -276,7 +274,7 @@ def test_the_tracing_call_returns_the_compiled_values_of_vmaps_numpy_code() -> N
 
 
 def test_a_path_refusing_its_own_arguments_is_an_internal_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = jit_module.compile_trace
+    real = tracing.compile_trace  # (where jit traces a new path and has it compiled)
 
     def refusing(*args: Any) -> Any:
         run, source, n = real(*args)
@@ -286,7 +284,7 @@ def test_a_path_refusing_its_own_arguments_is_an_internal_error(monkeypatch: pyt
 
         return refuse, source, n
 
-    monkeypatch.setattr(jit_module, "compile_trace", refusing)
+    monkeypatch.setattr(tracing, "compile_trace", refusing)
     with pytest.raises(RuntimeError, match="internal error.*refuses the arguments it was traced with"):
         fg.jit(lambda x: x * 2.0)(1.0)
 
