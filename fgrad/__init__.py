@@ -40,31 +40,13 @@ from fgrad.engine.tree import (
 )
 from fgrad.io import load, save
 from fgrad.primitives import operators  # noqa: F401 - operators installs Expr's
-from fgrad.primitives.ops import abs_ as abs
-from fgrad.primitives.ops import (
-    ceil,
-    cos,
-    div,
-    dot,
-    exp,
-    floor,
-    floor_divide,
-    log,
-    maximum,
-    mean,
-    minimum,
-    mod,
-    power,
-    relu,
-    round,
-    sigmoid,
-    sin,
-    sqrt,
-    stop_gradient,
-    sum,
-    tanh,
-    trunc,
-)
+from fgrad.primitives.basic import div, stop_gradient
+from fgrad.primitives.elementary import cos, exp, log, sigmoid, sin, sqrt, tanh
+from fgrad.primitives.piecewise import abs_ as abs
+from fgrad.primitives.piecewise import maximum, minimum, relu
+from fgrad.primitives.powers import power
+from fgrad.primitives.reductions import dot, mean, sum
+from fgrad.primitives.rounding import ceil, floor, floor_divide, mod, round, trunc
 from fgrad.transforms.autodiff import grad, jvp, linearize, trace, value_and_grad, vjp
 from fgrad.transforms.custom import custom_jvp, custom_vjp
 from fgrad.transforms.graph import count_nodes, reachable

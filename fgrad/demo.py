@@ -26,8 +26,9 @@ from fgrad.compilers.jit import jit
 from fgrad.datasets import moons
 from fgrad.engine.tree import tree_leaves
 from fgrad.nn import MLP, STYLES
-from fgrad.primitives.ops import dot, mean, relu
-from fgrad.primitives.ops import sum as fsum
+from fgrad.primitives.piecewise import relu
+from fgrad.primitives.reductions import dot, mean
+from fgrad.primitives.reductions import sum as fsum
 from fgrad.transforms.autodiff import trace, value_and_grad
 from fgrad.transforms.batching import have_numpy
 from fgrad.transforms.graph import count_nodes

@@ -23,8 +23,9 @@ from typing import Any
 from pyrsistent import PVector, pvector
 
 from fgrad.engine.tree import static_field
-from fgrad.primitives.ops import dot, relu
-from fgrad.primitives.ops import sum as fsum
+from fgrad.primitives.piecewise import relu
+from fgrad.primitives.reductions import dot
+from fgrad.primitives.reductions import sum as fsum
 
 __all__ = ["Neuron", "Layer", "MLP", "STYLES"]
 

@@ -33,7 +33,7 @@ from fgrad.engine.tree import (
     tree_paths,
     unflatten_persistent,
 )
-from fgrad.primitives.ops import sqrt
+from fgrad.primitives.elementary import sqrt
 
 __all__ = [
     "GradientTransformation",

@@ -2,10 +2,10 @@
 
 ``+ - * / // % ** divmod``, unary ``- + abs()``, and ``round()``,
 ``math.floor``/``ceil``/``trunc`` (through ``__round__``, ``__floor__`` ...)
-on a node apply the primitives of ``fgrad.primitives.arith`` and ``fgrad.primitives.ops``, so
-plain Python arithmetic is traced. Comparisons and conversions live in
-``fgrad.engine.guards``. Importing this module installs the methods (fgrad's
-``__init__`` does).
+on a node apply the primitives of ``fgrad.primitives.basic``, ``powers``,
+``piecewise`` and ``rounding``, so plain Python arithmetic is traced.
+Comparisons and conversions live in ``fgrad.engine.guards``. Importing this
+module installs the methods (fgrad's ``__init__`` does).
 """
 
 from __future__ import annotations
@@ -28,8 +28,12 @@ from fgrad.engine.core import (
     _vectorized,
     bind,
 )
-from fgrad.primitives import ops
-from fgrad.primitives.arith import abs_, add, div, floordiv, mod, mul, neg, pow_, pow_const, sub
+from fgrad.primitives import rounding
+from fgrad.primitives.basic import add, div, mul, neg, sub
+from fgrad.primitives.piecewise import abs_
+from fgrad.primitives.powers import pow_, pow_const
+from fgrad.primitives.rounding import floordiv
+from fgrad.primitives.rounding import mod_p as mod
 
 __all__: list[str] = []
 
@@ -130,7 +134,7 @@ for _prim, _name in (
 
 
 def _round(self: Expr, ndigits: Any = None) -> Any:
-    return ops.round(self, 0 if ndigits is None else ndigits)
+    return rounding.round(self, 0 if ndigits is None else ndigits)
 
 
 for _name, _method in (
@@ -141,9 +145,9 @@ for _name, _method in (
     ("abs", _abs),
     ("divmod", _divmod),
     ("rdivmod", _rdivmod),
-    ("floor", ops.floor),
-    ("ceil", ops.ceil),
-    ("trunc", ops.trunc),
+    ("floor", rounding.floor),
+    ("ceil", rounding.ceil),
+    ("trunc", rounding.trunc),
     ("round", _round),
 ):
     setattr(Expr, f"__{_name}__", _method)

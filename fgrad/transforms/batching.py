@@ -97,16 +97,18 @@ stack_p: Primitive = Primitive(
     impl=lambda *xs: _np.array(xs, dtype=float),
     vjp=lambda g, out, *xs: tuple(index_p(g, i, len(xs)) for i in range(len(xs))),
     jvp=lambda dxs, out, *xs: _batch(stack_p, *(0.0 if d is None else d for d in dxs)),
+    doc="""``stack(x0, ..., x{n-1})``: n scalars (one per example) as a batch.
+Derivative: the identity per example; its cotangent is split back with ``index``.""",
 )
-"""``stack(x0, ..., x{n-1})``: n scalars (one per example) as a batch."""
 
 index_p: Primitive = Primitive(
     "index",
     impl=lambda x, i, n: float(x[i]) if _is_array(x) else x,
     vjp=lambda g, out, x, i, n: (_batch(onehot_p, g, i, n), None, None),
     jvp=lambda dxs, out, x, i, n: index_p(dxs[0], i, n),
+    doc="""``index(x, i, n)``: example ``i`` of a batch of ``n`` (a scalar passes through).
+Derivative: 1 at example ``i``; its cotangent goes back as a ``onehot`` batch.""",
 )
-"""``index(x, i, n)``: example ``i`` of a batch of ``n``."""
 
 
 def _onehot(g: Any, i: int, n: int) -> Any:
@@ -120,24 +122,27 @@ onehot_p: Primitive = Primitive(
     impl=_onehot,
     vjp=lambda g, out, x, i, n: (index_p(g, i, n), None, None),
     jvp=lambda dxs, out, x, i, n: _batch(onehot_p, dxs[0], i, n),
+    doc="""``onehot(g, i, n)``: a batch of ``n`` zeros with ``g`` at example ``i``.
+Derivative: 1 in g at example ``i``; its cotangent comes back with ``index``.""",
 )
-"""``onehot(g, i, n)``: a batch of ``n`` zeros with ``g`` at example ``i``."""
 
 batch_sum_p: Primitive = Primitive(
     "batch_sum",
     impl=lambda x, n: float(x.sum()) if _is_array(x) else x * n,
     vjp=lambda g, out, x, n: (_batch(bcast_p, g, n), None),
     jvp=lambda dxs, out, x, n: batch_sum_p(dxs[0], n),
+    doc="""``batch_sum(x, n)``: the sum of a batch of ``n`` over its examples (``x * n`` for a scalar).
+Derivative: 1 in each example; its cotangent goes back with ``bcast``.""",
 )
-"""``batch_sum(x, n)``: the sum of a batch of ``n`` over its examples."""
 
 bcast_p: Primitive = Primitive(
     "bcast",
     impl=lambda x, n: x if _is_array(x) else _np.full(n, x),
     vjp=lambda g, out, x, n: (batch_sum_p(g, n), None),
     jvp=lambda dxs, out, x, n: _batch(bcast_p, dxs[0], n),
+    doc="""``bcast(x, n)``: a scalar as a batch of ``n`` equal values (a batch passes through).
+Derivative: 1 to each example; its cotangent comes back with ``batch_sum``.""",
 )
-"""``bcast(x, n)``: a scalar as a batch of ``n`` equal values."""
 
 
 def _vdot_impl(a: Any, b: Any, n: int) -> float:
@@ -160,8 +165,9 @@ vdot_p: Primitive = Primitive(
     impl=_vdot_impl,
     vjp=lambda g, out, a, b, n: (g * b, g * a, None),
     jvp=_vdot_jvp,
+    doc="""``vdot(a, b, n)``: the sum over a batch of ``a * b`` (a weight's gradient).
+Derivatives: ``b`` in a and ``a`` in b, example by example.""",
 )
-"""``vdot(a, b, n)``: the sum over a batch of ``a * b`` (a weight's gradient)."""
 
 
 data_p: Primitive = Primitive(
@@ -169,8 +175,9 @@ data_p: Primitive = Primitive(
     impl=lambda x: x,
     vjp=lambda g, out, x: (None,),
     jvp=lambda dxs, out, x: None,
+    doc="""``data(a)``: constant data (an array of examples) as a node.
+Derivative: none (it is a constant).""",
 )
-"""``data(a)``: constant data (an array of examples) as a node."""
 
 # Primitives whose impls are fgrad's: the arithmetic ones work on arrays
 # elementwise, the others fail on them and use their vectorized versions.

@@ -15,7 +15,7 @@ from fgrad.engine import core, errors
 from fgrad.engine.core import Expr, bind
 from fgrad.engine.trace import Trace
 from fgrad.engine.tree import tree_leaves
-from fgrad.primitives.arith import dot_p, sum_p
+from fgrad.primitives.reductions import dot_p, sum_p
 
 __all__ = ["backward", "forward", "reachable", "count_nodes"]
 
