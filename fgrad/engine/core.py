@@ -76,8 +76,8 @@ class Expr:
     trace: Trace
     seq: int
 
-    # Arithmetic operators (+ - * / ** unary - abs) are installed by
-    # fgrad.primitives.arith, which declares the primitives they bind (see _binop).
+    # Arithmetic operators (+ - * / ** unary - abs // % round ...) are
+    # installed by fgrad.primitives.operators, bound to the primitives.
 
     # Comparisons, truth tests and float()/int()/format() look at the
     # concrete value and are guarded under jit: fgrad.engine.guards installs them.
