@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from fgrad.compilers.batchregs import Ref, Registers, key_of
+from fgrad.compilers.numpycode.registers import Ref, Registers, key_of
 from fgrad.engine.core import Primitive
 from fgrad.engine.trace import protected
 from fgrad.primitives import arith, ops

@@ -1,4 +1,4 @@
-"""Registers of vmap's numpy code (``fgrad.compilers.batchgen``): names, constants,
+"""Registers of vmap's numpy code (``fgrad.compilers.numpycode``): names, constants,
 and where each value lives.
 
 A batched register holds one value per example in a 1-D array; a group of
