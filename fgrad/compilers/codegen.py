@@ -19,8 +19,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from fgrad.compilers.batchgen import compile_batched
 from fgrad.compilers.codetable import GuardFailed, _table
+from fgrad.compilers.numpycode import compile_batched
 from fgrad.engine.core import Expr, Primitive, _is_array
 from fgrad.engine.trace import Trace
 from fgrad.primitives import arith, ops

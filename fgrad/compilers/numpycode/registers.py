@@ -1,5 +1,4 @@
-"""Registers of vmap's numpy code (``fgrad.compilers.batchgen``): names, constants,
-and where each value lives.
+"""Registers of vmap's numpy code: which hold a batch, and where each value lives.
 
 A batched register holds one value per example in a 1-D array; a group of
 them may live as the rows of one matrix, and a group of scalars as the
@@ -11,34 +10,23 @@ for their members one by one.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 from typing import Any
 
-from fgrad.primitives import arith
+from fgrad.compilers.numpycode.writer import CodeWriter
 
-__all__ = ["Registers", "Ref", "key_of"]
+__all__ = ["Ref", "Registers", "key_of", "return_tuple"]
 
 Ref = tuple[str, Any]
 
 
 class Registers:
-    def __init__(self, np: Any, batched: set[str], guard_error: type[Exception]) -> None:
+    """The registers of one program, read as source text: singly, stacked
+    into a matrix or vector, or as rows gathered from the matrix they live in."""
+
+    def __init__(self, code: CodeWriter, np: Any, batched: set[str]) -> None:
+        self.code = code
         self.np = np
         self.batched = batched  # the registers holding a batch
-        self.lines: list[str] = []
-        self.consts: list[Any] = []
-        self.funcs: dict[int, str] = {}
-        self.namespace: dict[str, Any] = {
-            "ARRAY": np.array,
-            "CONCAT": np.concatenate,
-            "MAXIMUM": np.maximum,
-            "FULL": np.full,
-            "DOT": np.dot,
-            "GUARD": guard_error,
-            "DIV": arith._div_impl,
-            "NAN": float("nan"),
-            "INF": float("inf"),
-        }
         self.stacks: dict[tuple[Any, ...], str] = {}
         # Registers that are row j of a matrix of k rows (a batch each), or
         # entry j of a vector of k scalars: (name, j, k, scalar). "Virtual"
@@ -47,12 +35,10 @@ class Registers:
         self.homes: dict[str, tuple[str, int, int, bool]] = {}
         self.virtual: set[str] = set()
         self.lists: dict[str, str] = {}
+        # Members of a group not emitted yet (member register -> its group's
+        # kind): their values do not exist until the group is flushed.
+        self.pending: dict[str, str] = {}
         self.inputs: str | None = None  # all inputs as one vector, made on first use
-        self.fresh = 0
-
-    # -- names --------------------------------------------------------------
-    def put(self, line: str) -> None:
-        self.lines.append("    " + line)
 
     def is_b(self, r: Ref) -> bool:
         return r[1] in self.batched if r[0] == "var" else type(r[1]) is self.np.ndarray
@@ -64,30 +50,18 @@ class Registers:
                 m, j, _, scalar = self.homes[r[1]]
                 if scalar:  # a Python float, as the scalar program computes
                     if m not in self.lists:
-                        self.lists[m] = self.temp()
-                        self.put(f"{self.lists[m]} = {m}.tolist()")
+                        self.lists[m] = self.code.temp()
+                        self.code.put(f"{self.lists[m]} = {m}.tolist()")
                     m = self.lists[m]
-                self.put(f"{r[1]} = {m}[{j}]")
+                self.code.put(f"{r[1]} = {m}[{j}]")
             return str(r[1])
-        x = r[1]
-        if type(x) is float and x == x and abs(x) != float("inf"):
-            return f"({x!r})"
-        if type(x) is int and -(2**63) <= x < 2**63:  # (repr refuses ints of 4300+ digits)
-            return f"({x!r})"
-        self.consts.append(x)
-        return f"K[{len(self.consts) - 1}]"
+        return self.code.constant(r[1])
 
-    def func(self, fn: Callable[..., Any]) -> str:
-        name = self.funcs.get(id(fn))
-        if name is None:
-            name = f"f{len(self.funcs)}"
-            self.funcs[id(fn)] = name
-            self.namespace[name] = fn
-        return name
-
-    def temp(self) -> str:
-        self.fresh += 1
-        return f"t{self.fresh}"
+    def place(self, var: str, name: str, j: int, k: int, scalar: bool) -> None:
+        """``var`` is computed, as entry ``j`` of the ``k`` of matrix or vector ``name``."""
+        self.homes[var] = (name, j, k, scalar)
+        self.virtual.add(var)
+        self.pending.pop(var, None)
 
     def input_index(self, refs: Any) -> list[int] | None:
         """The input numbers of refs that are all inputs (``x<k>``), or None."""
@@ -103,38 +77,9 @@ class Registers:
         fancy index into the vector of all inputs, instead of an array built
         from that many Python floats."""
         if self.inputs is None:
-            self.inputs = self.temp()
-            self.put(f"{self.inputs} = ARRAY(leaves)")
+            self.inputs = self.code.temp()
+            self.code.put(f"{self.inputs} = ARRAY(leaves)")
         return f"{self.inputs}[{self.text(('const', self.np.array(index)))}]"
-
-    def returns(self, refs: list[Ref]) -> str:
-        """The return tuple: runs of scalars that live in vectors come out of
-        one gather and one ``tolist`` instead of one line each."""
-        homed = [r[0] == "var" and r[1] in self.virtual and self.homes[r[1]][3] for r in refs]
-        if sum(homed) < 8:
-            return "".join(self.text(r) + ", " for r in refs)
-        vectors = list(dict.fromkeys(self.homes[r[1]][0] for r, h in zip(refs, homed) if h))
-        offset, at = {}, 0
-        for v in vectors:
-            offset[v] = at
-            at += self.homes[next(r[1] for r, h in zip(refs, homed) if h and self.homes[r[1]][0] == v)][2]
-        index = [offset[self.homes[r[1]][0]] + self.homes[r[1]][1] for r, h in zip(refs, homed) if h]
-        out = self.temp()
-        joined = vectors[0] if len(vectors) == 1 else f"CONCAT(({''.join(v + ', ' for v in vectors)}))"
-        self.put(f"{out} = {joined}[{self.text(('const', self.np.array(index)))}].tolist()")
-        parts, k, i = [], 0, 0
-        while i < len(refs):
-            if homed[i]:
-                j = i
-                while j < len(refs) and homed[j]:
-                    j += 1
-                parts.append(f"*{out}[{k}:{k + j - i}], ")
-                k += j - i
-                i = j
-            else:
-                parts.append(self.text(refs[i]) + ", ")
-                i += 1
-        return "".join(parts)
 
     def stack(self, refs: tuple[Ref, ...]) -> str:
         """The (len(refs), batch) matrix of batched registers, or the vector
@@ -151,14 +96,13 @@ class Registers:
         name = self.stacks.get(key)
         if name is None:
             index = self.input_index(refs)
-            name = self.stacks[key] = self.temp()
+            name = self.stacks[key] = self.code.temp()
             if index is not None and len(index) > 2:
-                self.put(f"{name} = {self.gather_inputs(index)}")
+                self.code.put(f"{name} = {self.gather_inputs(index)}")
             else:
-                self.put(f"{name} = ARRAY(({''.join(self.text(r) + ', ' for r in refs)}))")
+                self.code.put(f"{name} = ARRAY(({''.join(self.text(r) + ', ' for r in refs)}))")
         return name
 
-    # -- statements ---------------------------------------------------------
     def gather(self, name: str, rows: list[int], size: int) -> str:
         """Rows ``rows`` of matrix (or entries of vector) ``name`` of ``size``."""
         n = len(rows)
@@ -178,6 +122,37 @@ class Registers:
         if all(r[0] == "var" and r[1] in self.homes for r in out):
             out.sort(key=lambda r: self.homes[r[1]][1])
         return out
+
+
+def return_tuple(regs: Registers, refs: list[Ref]) -> str:
+    """The return tuple: runs of scalars that live in vectors come out of
+    one gather and one ``tolist`` instead of one line each."""
+    homes, virtual = regs.homes, regs.virtual
+    homed = [r[0] == "var" and r[1] in virtual and homes[r[1]][3] for r in refs]
+    if sum(homed) < 8:
+        return "".join(regs.text(r) + ", " for r in refs)
+    vectors = list(dict.fromkeys(homes[r[1]][0] for r, h in zip(refs, homed) if h))
+    offset, at = {}, 0
+    for v in vectors:
+        offset[v] = at
+        at += homes[next(r[1] for r, h in zip(refs, homed) if h and homes[r[1]][0] == v)][2]
+    index = [offset[homes[r[1]][0]] + homes[r[1]][1] for r, h in zip(refs, homed) if h]
+    out = regs.code.temp()
+    joined = vectors[0] if len(vectors) == 1 else f"CONCAT(({''.join(v + ', ' for v in vectors)}))"
+    regs.code.put(f"{out} = {joined}[{regs.text(('const', regs.np.array(index)))}].tolist()")
+    parts, k, i = [], 0, 0
+    while i < len(refs):
+        if homed[i]:
+            j = i
+            while j < len(refs) and homed[j]:
+                j += 1
+            parts.append(f"*{out}[{k}:{k + j - i}], ")
+            k += j - i
+            i = j
+        else:
+            parts.append(regs.text(refs[i]) + ", ")
+            i += 1
+    return "".join(parts)
 
 
 def key_of(r: Ref) -> Any:
