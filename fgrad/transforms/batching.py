@@ -5,7 +5,7 @@ Under jit, :func:`fgrad.vmap` traces the per-example function once on
 for every example. Every operation then runs once over the whole batch (a
 primitive's ``vectorized`` implementation), the reverse pass of a transform
 opened outside the vmap sums the cotangents of shared values over the batch
-(:func:`settle`), and jit compiles the graph to numpy code (``fgrad.compilers.batchgen``).
+(:func:`settle`), and jit compiles the graph to numpy code (``fgrad.compilers.numpycode``).
 
 A function that cannot run on a batch (a Python branch on a batched value,
 a primitive without a vectorized implementation) raises :class:`Unbatchable`

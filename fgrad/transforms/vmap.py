@@ -16,7 +16,7 @@ and its exp, log, tanh and pow may differ from ``math`` in the last bit):
   numpy array, so every node of the graph, forward and reverse, is one
   operation over the whole batch; the cotangents of shared arguments are
   summed over the batch, and the compiled code is numpy code (dots over
-  the same inputs become matrix products, see ``fgrad.compilers.batchgen``).
+  the same inputs become matrix products, see ``fgrad.compilers.numpycode``).
 
 The numpy backend is used when it can be: under jit, with numpy installed,
 for two or more examples of one structure. A function that needs one
