@@ -14,6 +14,13 @@ from fgrad.transforms.batching import bcast_p, data_p, index_p, stack_p
 
 __all__ = ["formula"]
 
+# Sums and dots of at most this many terms are written inline (``a * b + c * d``);
+# longer ones call the primitive's implementation, which adds left to right
+# as the inline text does. CPython's compiler recurses once per ``+`` of an
+# inline chain, so a chain as long as the data (an L2 penalty over 4,417
+# weights) would overflow its stack: no generated expression grows with the data.
+MAX_INLINE_TERMS = 64
+
 
 def formula(prim: Primitive, t: list[str], batch: bool, mask: Primitive, code: CodeWriter) -> str:
     """``prim`` applied to the texts ``t``, over arrays if ``batch``; the
@@ -22,9 +29,9 @@ def formula(prim: Primitive, t: list[str], batch: bool, mask: Primitive, code: C
         return f"{t[0]} {'+' if prim is arith.add else '-' if prim is arith.sub else '*'} {t[1]}"
     if prim is arith.neg:
         return f"-{t[0]}"
-    if prim is arith.sum_p and t:
+    if prim is arith.sum_p and t and len(t) <= MAX_INLINE_TERMS:
         return " + ".join(t)
-    if prim is arith.dot_p:
+    if prim is arith.dot_p and len(t) <= 2 * MAX_INLINE_TERMS + 1:
         n = len(t) // 2
         terms = [t[-1]] if len(t) % 2 else []
         return " + ".join(terms + [f"{t[i]} * {t[n + i]}" for i in range(n)]) or "0.0"
