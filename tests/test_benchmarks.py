@@ -109,3 +109,33 @@ def test_overhead_benchmark_reports_every_part():
     result = load("overhead").main(["--number", "2", "--repeats", "1"])
     assert set(result) == {"step", "flatten and key", "compiled code", "rebuild", "eager sgd update + apply"}
     assert all(us > 0 for us in result.values())
+
+
+def test_mlp_scaling_benchmark_agrees_with_numpy_and_reports(tmp_path):
+    pytest.importorskip("numpy")
+    bench = load("mlp_scaling")
+    result = bench.main(
+        ["--widths", "4", "--batches", "8", "--scalar", "4", "--steps", "1", "--repeats", "1"]
+        + ["--out", str(tmp_path)]
+    )
+    rows = result["rows"]
+    assert [r["kind"] for r in rows] == ["vmap step", "scalar jit"]
+    for r in rows:
+        assert "error" not in r, r
+        assert r["compile_s"] > 0 and r["peak_mb"] > 0 and r["ms"] > 0
+    assert rows[0]["numpy_ms"] > 0
+    assert "| vmap step | 4 | 8 |" in (tmp_path / "mlp_scaling.md").read_text()
+
+
+def test_mlp_scaling_cell_refuses_a_step_that_disagrees_with_numpy(monkeypatch):
+    pytest.importorskip("numpy")
+    bench = load("mlp_scaling")
+    real = bench._numpy_step
+
+    def off(model, xs, ys):
+        step = real(model, xs, ys)
+        return lambda: step() + 1e-6
+
+    monkeypatch.setattr(bench, "_numpy_step", off)
+    with pytest.raises(AssertionError, match="vs numpy"):
+        bench.cell_vmap(4, 8, steps=1, repeats=1)
