@@ -15,6 +15,10 @@ and reports trace+compile time (the first call), peak resident memory of the
 process, milliseconds per step (median of --repeats runs of --steps steps),
 and the vmap step's ratio to numpy measured in the same process. Before any
 time is reported, the two steps' losses over the run must agree to 1e-9.
+The cells run with a single-threaded BLAS (OPENBLAS_NUM_THREADS and the like
+set to 1 unless already set) for both rows alike: on this 2-core machine a
+second busy process made OpenBLAS's threads spin, and one ``np.dot`` of
+100,000 doubles took 4.4 ms instead of 0.06 ms.
 
     pip install '.[bench]' && python benchmarks/mlp_scaling.py --widths 16 32 64 128 --batches 100 1000
 
@@ -166,8 +170,11 @@ def run_cell(kind: str, w: int, n: int, steps: int, repeats: int, timeout: float
     """One cell in a fresh interpreter; its error, if it fails, in place of numbers."""
     cmd = [sys.executable, os.path.abspath(__file__), "--cell", kind, str(w), str(n)]
     cmd += ["--steps", str(steps), "--repeats", str(repeats)]
+    env = dict(os.environ)
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(name, "1")
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, env=env)
     except subprocess.TimeoutExpired:
         return {"error": f"over {timeout:.0f} s"}
     if done.returncode != 0:

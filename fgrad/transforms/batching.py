@@ -24,6 +24,7 @@ from fgrad.primitives import arith, ops
 
 __all__ = [
     "Unbatchable",
+    "unstack",
     "numpy_module",
     "have_numpy",
     "is_batch",
@@ -109,6 +110,18 @@ index_p: Primitive = Primitive(
     doc="""``index(x, i, n)``: example ``i`` of a batch of ``n`` (a scalar passes through).
 Derivative: 1 at example ``i``; its cotangent goes back as a ``onehot`` batch.""",
 )
+
+
+def unstack(o: Any, n: int) -> list[Any]:
+    """``[index(o, i, n) for i in range(n)]``, as ``bind`` would build them
+    (a node per example at each level of ``o``'s traces, the values read off
+    the batch once with ``tolist``), without a ``bind`` per example: a
+    batched vmap's per-example outputs cost the trace little."""
+    if type(o) is not Expr:
+        return o.tolist() if _is_array(o) else [o] * n
+    below = unstack(o.value, n)
+    trace = o.trace
+    return [make_node(trace, below[i], index_p, (o, i, n)) for i in range(n)]
 
 
 def _onehot(g: Any, i: int, n: int) -> Any:

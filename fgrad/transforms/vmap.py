@@ -42,11 +42,11 @@ from fgrad.transforms.batching import (
     batch_sum_p,
     data_p,
     have_numpy,
-    index_p,
     is_batch,
     numpy_module,
     settle,
     stack_p,
+    unstack,
 )
 
 __all__ = ["vmap", "Batched"]
@@ -127,12 +127,11 @@ def vmap(
             shown = ", ".join(f"argument {k} has {n}" for k, n in sizes.items())
             raise ValueError(f"vmap: mapped arguments must have the same number of examples: {shown}")
         n = next(iter(sizes.values()))
-        examples = [_example(args, axes, i) for i in range(n)]
         if backend == "auto" and n >= 2 and _can_batch():
-            out: Batched | None = _batched_call(f, args, axes, examples)
+            out: Batched | None = _batched_call(f, args, axes, n)
             if out is not None:
                 return out
-        return Batched(f(*example) for example in examples)
+        return Batched(f(*_example(args, axes, i)) for i in range(n))
 
     return batched
 
@@ -194,14 +193,29 @@ def _data(trace: Trace, values: Any) -> Expr:
     return make_node(trace, values, data_p, (values,))
 
 
-def _batched_call(
-    f: Callable[..., Any], args: Sequence[Any], axes: Sequence[int | None], examples: list[list[Any]]
-) -> Any:
+def _float_columns(a: Any) -> tuple[type | None, list[Any]] | None:
+    """The columns of constant data read straight off a tuple or list of
+    floats (one column: each example is a leaf) or of tuples (or lists) of
+    one length holding floats, as ``(container, columns)``; None for anything
+    else, which takes the general way. This costs C loops per example, where
+    flattening each example costs Python calls (the trace's cost would grow
+    with the batch)."""
+    kinds = set(map(type, a))
+    if kinds == {float}:
+        return None, [a]
+    if len(kinds) != 1 or not kinds <= {tuple, list} or len(set(map(len, a))) != 1:
+        return None
+    columns = list(zip(*a))
+    if not all(set(map(type, c)) == {float} for c in columns):
+        return None
+    return kinds.pop(), columns
+
+
+def _batched_call(f: Callable[..., Any], args: Sequence[Any], axes: Sequence[int | None], n: int) -> Any:
     """``f`` traced once on batched leaves (see the module doc), or None
     when the batch cannot be formed or ``f`` needs one example at a time."""
     np = numpy_module()
     jit_trace = _active.get()[0]
-    n = len(examples)
     new_args = []
     for k, (a, ax) in enumerate(zip(args, axes)):
         if ax is None:
@@ -212,7 +226,13 @@ def _batched_call(
                 return None  # other dtypes keep their own arithmetic in the loop
             new_args.append(_data(jit_trace, a.copy()))
             continue
-        flats = [tree_flatten(ex[k]) for ex in examples]
+        fast = _float_columns(a) if type(a) in (tuple, list) else None
+        if fast is not None:
+            container, cols = fast
+            data = [_data(jit_trace, np.array(c, dtype=float)) for c in cols]
+            new_args.append(data[0] if container is None else container(data))
+            continue
+        flats = [tree_flatten(_example(args, axes, i)[k]) for i in range(n)]
         td = flats[0][1]
         try:
             key = treedef_key(td)  # strict: 0.0 and -0.0, 1 and True as static values or keys differ
@@ -270,8 +290,11 @@ def _batched_call(
         ):
             return None
     outs, out_td = tree_flatten(out)
-    per_leaf = [[bind(index_p, o, i, n) for i in range(n)] if is_batch(o) else [o] * n for o in outs]
-    result = Batched(tree_unflatten(out_td, [col[i] for col in per_leaf]) for i in range(n))
+    per_leaf = [unstack(o, n) if is_batch(o) else [o] * n for o in outs]
+    if out_td.kind == "leaf":
+        result = Batched(per_leaf[0])
+    else:
+        result = Batched(tree_unflatten(out_td, [col[i] for col in per_leaf]) for i in range(n))
     if len(outs) == 1 and out_td.kind == "leaf" and is_batch(outs[0]):
         batch = outs[0]
         result._fgrad_sum = lambda: bind(batch_sum_p, batch, n)
