@@ -222,3 +222,27 @@ def test_treedef_functions_name_a_wrong_argument() -> None:
     ]:
         with pytest.raises(TypeError, match=f"{arg} must be a TreeDef"):
             call()
+
+
+def test_a_structure_held_as_a_static_value_is_keyed_by_its_own_key():
+    # (an optimiser state keeps its params' structure as a static field)
+    from dataclasses import dataclass
+
+    from fgrad.engine.tree import static_field, tree_structure, treedef_key
+
+    @dataclass(frozen=True)
+    class State:
+        count: float
+        structure: object = static_field()
+
+    same = tree_structure({"w": [1.0, 2.0]})
+    other = tree_structure({"w": [1.0, 2.0]})  # equal, another object
+    signed = tree_structure({"w": [State(1.0, -0.0)]})
+    unsigned = tree_structure({"w": [State(1.0, 0.0)]})
+    key = treedef_key(tree_structure(State(1.0, same)))
+    assert key == treedef_key(tree_structure(State(2.0, same)))
+    assert key == treedef_key(tree_structure(State(2.0, other)))
+    assert key != treedef_key(tree_structure(State(1.0, tree_structure({"w": [1.0]}))))
+    assert treedef_key(tree_structure(State(1.0, signed))) != treedef_key(
+        tree_structure(State(1.0, unsigned))
+    )

@@ -207,6 +207,11 @@ def _value_tokens(v: Any, out: list[Hashable]) -> None:
         t = type(v)
         if v is _SKIP:
             out.append(v)
+        elif t is TreeDef:
+            # A structure held as a static value (an optimiser state keeps its
+            # params'): its own key, remembered by identity, so that keying a
+            # new state around the same structure does not walk it again.
+            out.append(("treedef", treedef_key(v)))
         elif t is str:
             out.append(v)  # (the only bare token at a value's place: equal only to the same text)
         elif isinstance(v, float):
