@@ -5,7 +5,7 @@
 >>> sorted(grads.items())       # grads is a PMap, like the params' structure
 [('b', 1.0), ('w', 3.0), ('x', 2.0)]
 
-Layout, bottom up (each layer imports only the ones below it):
+Layout, bottom up (a module imports only from its own layer and those below):
     engine/       Expr nodes, Primitive, bind; traces and levels; guards; pytrees
     primitives/   every operation with its rules; Python's operators on nodes
     transforms/   grad, vjp, jvp, linearize, jacobians, custom rules, Taylor

@@ -571,3 +571,20 @@ def test_primitives_with_int_parameters_are_grouped_only_with_equal_parameters()
         xs = [0.1234, 1.5, 2.75]
         assert "over the batch" in step.source(xs)
         close(step(xs), fg.vmap(f, backend="loop")(xs))
+
+
+def test_a_zero_sum_regrouped_into_a_matrix_product_may_lose_its_sign():
+    # What the README says: the special values of each primitive agree, but a
+    # dot that numpy adds in its own order (here one layer's dots, a matrix
+    # product) may give +0.0 where the scalar sum gives -0.0.
+    def neuron(wb, x):
+        return fg.dot([wb[0]], [x], wb[1])
+
+    def run(backend):
+        return fg.jit(lambda wb, xs: fg.vmap(neuron, in_axes=(None, 0), backend=backend)(wb, xs))
+
+    looped = run("loop")((-0.0, -0.0), [1.0, 2.0])
+    batched = run("auto")((-0.0, -0.0), [1.0, 2.0])
+    assert [math.copysign(1.0, v) for v in looped] == [-1.0, -1.0]
+    assert list(batched) == [0.0, 0.0]  # equal as numbers; the sign may differ
+    assert is_batched(run("auto"), (-0.0, -0.0), [1.0, 2.0])

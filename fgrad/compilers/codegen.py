@@ -185,7 +185,11 @@ def _mask_impl(a: Any, x: Any) -> Any:
 
 # a * step(x) as one operation, without the call of step: the same
 # multiplication by 1.0 or 0.0. The reverse pass of every relu.
-_MASK = Primitive("mask", impl=_mask_impl)
+_MASK = Primitive(
+    "mask",
+    impl=_mask_impl,
+    doc="``mask(a, x)``: ``a * 1.0`` where ``x > 0``, else ``a * 0.0`` (``a * step(x)``); jit's, no rules.",
+)
 
 
 def _fuse_masks(program: list[tuple[Any, ...]], returns: list[Ref]) -> list[tuple[Any, ...]]:

@@ -152,15 +152,12 @@ class Primitive:
             primitive's other rules (slower at high orders).
         symbolic_zeros: the jvp rule receives None (not ``0.0``) for inputs
             without a tangent, so that it can skip work; fgrad's own rules do.
-        doc: the primitive's own docstring, which ``help(prim)`` shows: what
-            it computes, its derivative and its convention at kinks or poles.
+        doc: its docstring for ``help(prim)``: what it computes, its derivative, its conventions.
 
-    Rules must be written with fgrad operations (operators, ``fg.exp`` ...)
-    rather than ``math``: under nested transforms their arguments are nodes,
-    and that is what makes derivatives of any order work. On plain floats
-    Python's ``/`` and ``**`` raise at 0 and overflow where fgrad returns
-    inf or nan, so rules divide with ``fg.div`` and raise to constant powers
-    with ``fg.power``.
+    Write rules with fgrad's operations, not ``math``: under nested
+    transforms their arguments are nodes, which is what makes derivatives of
+    any order work (and divide with ``fg.div``, raise with ``fg.power``:
+    Python's ``/`` and ``**`` raise on floats where fgrad gives inf or nan).
 
     >>> import math
     >>> softplus = Primitive(
@@ -211,9 +208,7 @@ class Primitive:
         self.taylor = taylor
         self.symbolic_zeros = bool(symbolic_zeros)
         self.doc = doc
-        # fgrad's own primitives (set where they are declared): the reverse and
-        # forward passes check what a user's rules return, not what these do.
-        self.trusted = False
+        self.trusted = False  # fgrad's own (set where declared): their rules' outputs go unchecked
 
     def __call__(self, *args: Any) -> Any:
         if len(args) == 1:
@@ -244,6 +239,10 @@ class Primitive:
 
     def __repr__(self) -> str:
         return f"Primitive({self.name!r})"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:  # a subclass's instances show their doc= too
+        super().__init_subclass__(**kwargs)
+        cls.__doc__ = _Docstring(cls.__dict__.get("__doc__") or Primitive.__doc__)  # type: ignore[assignment]
 
 
 def _check_declaration(name: Any, impl: Any, rules: dict[str, Any], doc: Any) -> None:

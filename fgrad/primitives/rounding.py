@@ -145,7 +145,7 @@ sign of x (``trunc(-0.5)`` is -0.0).
 )
 round_p = Primitive(
     "round",
-    impl=lambda x, ndigits: builtins.round(x, ndigits),  # half to even, a float, the sign kept
+    impl=lambda x, ndigits: float(builtins.round(x, ndigits)),  # half to even, the sign kept
     vjp=lambda g, out, x, ndigits: (None, None),
     jvp=lambda dxs, out, x, ndigits: None,
     doc="""``round(x, ndigits)``: x rounded to ``ndigits`` decimals (a constant
@@ -157,8 +157,8 @@ Derivative: 0 in x (it is piecewise constant), also at the jumps; ndigits
 has none. inf and nan pass through.
 
 >>> import fgrad as fg
->>> fg.round(2.5), fg.round(3.5), fg.round(2.675, 2), fg.grad(fg.round)(2.5)
-(2.0, 4.0, 2.67, 0.0)
+>>> fg.round(2.5), fg.round(3.5), fg.round(2.675, 2), fg.round(3), fg.grad(fg.round)(2.5)
+(2.0, 4.0, 2.67, 3.0, 0.0)
 """,
 )
 

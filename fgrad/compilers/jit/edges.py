@@ -80,7 +80,11 @@ def _element_impl(xs: Any, i: int) -> float:
 # xs[i] of a TracedArray. The array is data, never an input of a transform
 # inside jit (they only meet it as a constant), so the op has no derivative
 # rules: were one ever needed, the transform would say so.
-_element = Primitive("element", impl=_element_impl)
+_element = Primitive(
+    "element",
+    impl=_element_impl,
+    doc="``element(xs, i)``: entry ``i`` of a TracedArray, as a float. Data: it has no derivative rules.",
+)
 
 
 def _refusal(what: str) -> Callable[..., NoReturn]:

@@ -62,6 +62,9 @@ class TreeDef(NamedTuple):
         return "".join(out)
 
 
+TreeDef.__module__ = "fgrad"  # its public home (fg.TreeDef): pickles name it there
+
+
 class _Leaves(tuple[TreeDef, ...]):
     """Children that are all leaves (a vector of numbers), marked by their
     type so that walks take them in one step. Equal to, and hashing like,

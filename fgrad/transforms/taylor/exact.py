@@ -56,8 +56,10 @@ _poly = Primitive(
     vjp=lambda g, out, t, *c: (g * _poly_dt(t, c), g, *(_poly_dc(g, t, j) for j in range(1, len(c)))),
     jvp=lambda dxs, out, t, *c: _poly_jvp(dxs, t, c),
     symbolic_zeros=True,
+    doc="""``taylor_polynomial(t, c_0, ..., c_m)``: ``c_0 + c_1 t + ... + c_m t^m``,
+exactly ``c_0`` at ``t == 0``: Taylor mode's exact fallback. Derivatives:
+the polynomial's, in t and in each coefficient.""",
 )
-"""``c_0 + c_1 t + ... + c_m t^m``, exactly ``c_0`` at ``t == 0``."""
 _poly.trusted = True
 
 
