@@ -21,10 +21,12 @@ from fgrad.engine.tree.shape import _Leaves
 
 __all__ = ["Source", "compilable", "ordered_dict", "MAX_LEAVES", "MAX_DEPTH"]
 
-# Larger structures keep the generic walk: their source would cost more to
-# compile than it saves. Deeper ones too: no model is nested that deep, and
-# the code generators recurse.
-MAX_LEAVES = 20_000
+# Larger structures keep the generic walk. Compiling the walks of a
+# 2-256-256-1 model (66,817 leaves) takes about 0.1 s each and saves about
+# 10 ms a step of its vmap step under jit (40 -> 28 ms), so they pay for
+# themselves within tens of steps. Deeper structures keep it too: no model is
+# nested that deep, and the code generators recurse.
+MAX_LEAVES = 100_000
 MAX_DEPTH = 100
 
 _object_new = object.__new__
