@@ -72,7 +72,7 @@ def test_the_functions_it_names_exist() -> None:
 def test_the_files_and_settings_it_names_exist() -> None:
     for path in re.findall(r"`((?:tests|fgrad|docs|benchmarks|examples)/[\w/]+\.\w+)`", DESIGN):
         assert (ROOT / path).exists(), path
-    codegen = importlib.import_module("fgrad.compilers.codegen")
+    codegen = importlib.import_module("fgrad.compilers.pysource")
     jit = importlib.import_module("fgrad.compilers.jit")
     assert "250,000" in DESIGN and jit.MAX_COMPILED_OPS == 250_000
     assert "up to 200 terms" in DESIGN and codegen._MAX_INLINE == 200

@@ -1,88 +1,28 @@
 """From a jit trace to a runnable program: straight-line source or a table.
 
 One statement per needed node, in tape order (``v12 = v3 * v7``); shared
-subexpressions computed once; operations that return an operand bit for bit
-dropped; guards checked as soon as their operands exist. What reaches the
-source: identifiers made here (``x0``, ``v12``, ``f3``, ``K[0]``), ``repr`` of
-finite floats and ints, never a user string. Very large programs run as a
-table of (function, registers) instead, as compiling them costs more than it
-saves.
+subexpressions computed once; guards checked as soon as their operands
+exist; registers reused after their last use. The source itself is written
+by :mod:`fgrad.compilers.pysource` (in pieces, for large programs); traces
+holding vmap's batches go to :mod:`fgrad.compilers.numpycode`. Very large
+programs run as a table of (function, registers) instead, as compiling them
+costs more than it saves.
 """
 
 from __future__ import annotations
 
-import builtins
-import math
-import operator
 import struct
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from fgrad.compilers.codetable import GuardFailed, _table
 from fgrad.compilers.numpycode import compile_batched
-from fgrad.engine.core import Expr, Primitive, _is_array
+from fgrad.compilers.pysource import MASK, Emitter, Ref, pieces_of, safe_name, statement
+from fgrad.engine.core import Expr, _is_array
 from fgrad.engine.trace import Trace
-from fgrad.primitives import arith, ops
+from fgrad.primitives import arith
 
 __all__ = ["GuardFailed", "compile_trace"]
-
-_INLINE = {arith.add: "+", arith.sub: "-", arith.mul: "*"}
-# Expressions that compute exactly what the impl does, without a call.
-_TEMPLATES_2 = {"mask": "({0} * 1.0 if {1} > 0 else {0} * 0.0)"}
-_TEMPLATES = {
-    ops.relu: "({0} if {0} > 0 else ({0} if {0} != {0} else 0.0))",
-    arith.step: "(1.0 if {0} > 0 else 0.0)",
-}
-
-
-# Python 3.12 made sum() of floats compensated; inline sums only before it.
-_PLAIN_SUM = sys.version_info < (3, 12)
-_MAX_INLINE = 200
-
-
-_MAX_INT_LITERAL = 2**63
-
-
-class _Emitter:
-    """Names for values: variables it made, float/int literals, or K[i]."""
-
-    def __init__(self) -> None:
-        self.consts: list[Any] = []
-        self.funcs: dict[int, str] = {}
-        self.namespace: dict[str, Any] = {
-            "NAN": math.nan,
-            "INF": math.inf,
-            "GUARD": GuardFailed,
-            "DIV": arith._div_impl,
-            "DOT": _dot,
-            "SUM": builtins.sum,
-        }
-
-    def const(self, x: Any) -> str:
-        # Literals only where repr round-trips every bit: a nan's sign and
-        # payload and an int of thousands of digits (repr refuses those)
-        # stay objects, in K.
-        if type(x) is float and math.isfinite(x):
-            text = repr(x)
-            return f"({text})" if text.startswith("-") else text
-        if type(x) is int and -_MAX_INT_LITERAL <= x <= _MAX_INT_LITERAL:
-            return f"({x!r})" if x < 0 else repr(x)
-        self.consts.append(x)
-        return f"K[{len(self.consts) - 1}]"
-
-    def func(self, prim: Primitive) -> str:
-        name = self.funcs.get(id(prim))
-        if name is None:
-            name = f"f{len(self.funcs)}"
-            self.funcs[id(prim)] = name
-            self.namespace[name] = prim.impl
-        return name
-
-
-# An instruction: ("op", target, prim, refs) or ("guard", op, ref_a, ref_b, result),
-# where a ref is ("var", name) or ("const", value).
-Ref = tuple[str, Any]
 
 
 def compile_trace(
@@ -162,34 +102,22 @@ def compile_trace(
             f"({len(batched)} over the batch), {len(seen_guards)} guards"
         )
         run, source = compile_batched(
-            program, returns, len(inputs), batched, header, _MASK, GuardFailed, _safe_name(fname)
+            program, returns, len(inputs), batched, header, MASK, GuardFailed, safe_name(fname)
         )
         return run, source, len(seen_guards)
     if n_ops <= max_compiled_ops:
         program, returns = _reuse_names(program, returns)
-    source = _source(program, returns, len(inputs), n_ops, len(seen_guards), fname)
+    em = Emitter()
+    header = (
+        f"def compiled(leaves):  # jit: {len(inputs)} inputs, {n_ops} operations, {len(seen_guards)} guards"
+    )
+    pieces = pieces_of(program, [statement(ins, em) for ins in program], returns, len(inputs), header, em)
     if n_ops > max_compiled_ops:
-        run = _table(program, returns, len(inputs))
-    else:
-        em = _Emitter()
-        code = _source(program, returns, len(inputs), n_ops, len(seen_guards), fname, em)
-        em.namespace["K"] = tuple(em.consts)
-        exec(compile(code, f"<fgrad.jit {_safe_name(fname)}>", "exec"), em.namespace)  # noqa: S102
-        run = em.namespace["compiled"]
-    return run, source, len(seen_guards)
-
-
-def _mask_impl(a: Any, x: Any) -> Any:
-    return a * 1.0 if x > 0 else a * 0.0
-
-
-# a * step(x) as one operation, without the call of step: the same
-# multiplication by 1.0 or 0.0. The reverse pass of every relu.
-_MASK = Primitive(
-    "mask",
-    impl=_mask_impl,
-    doc="``mask(a, x)``: ``a * 1.0`` where ``x > 0``, else ``a * 0.0`` (``a * step(x)``); jit's, no rules.",
-)
+        return _table(program, returns, len(inputs)), "\n".join(pieces), len(seen_guards)
+    em.namespace["K"] = tuple(em.consts)
+    for piece in pieces:  # one compile() per piece: CPython's compiler holds one piece at a time
+        exec(compile(piece, f"<fgrad.jit {safe_name(fname)}>", "exec"), em.namespace)  # noqa: S102
+    return em.namespace["compiled"], "\n".join(pieces), len(seen_guards)
 
 
 def _fuse_masks(program: list[tuple[Any, ...]], returns: list[Ref]) -> list[tuple[Any, ...]]:
@@ -215,7 +143,7 @@ def _fuse_masks(program: list[tuple[Any, ...]], returns: list[Ref]) -> list[tupl
             for s, other in ((b, a), (a, b)):
                 if s[0] == "var" and s[1] in steps and uses[s[1]] == 1:
                     fused.add(s[1])
-                    ins = ("op", ins[1], _MASK, (other, steps[s[1]]))
+                    ins = ("op", ins[1], MASK, (other, steps[s[1]]))
                     break
         out.append(ins)
     return [ins for ins in out if not (ins[0] == "op" and ins[1] in fused)]
@@ -263,73 +191,6 @@ def _reuse_names(
     return out, [rename(r) for r in returns]
 
 
-def _source(
-    program: list[tuple[Any, ...]],
-    returns: list[Ref],
-    n_inputs: int,
-    n_ops: int,
-    n_guards: int,
-    fname: str,
-    em: _Emitter | None = None,
-) -> str:
-    em = _Emitter() if em is None else em
-
-    def text(r: Ref) -> str:
-        return r[1] if r[0] == "var" else em.const(r[1])
-
-    lines = [f"def compiled(leaves):  # jit: {n_inputs} inputs, {n_ops} operations, {n_guards} guards"]
-    if n_inputs:
-        lines.append(f"    {', '.join(f'x{k}' for k in range(n_inputs))}, = leaves")
-    for ins in program:
-        if ins[0] == "guard":
-            _, op, a, b, result = ins
-            lines.append(f"    if {'not ' if result else ''}({text(a)} {op} {text(b)}): raise GUARD")
-            continue
-        _, var, prim, args = ins
-        texts = [text(a) for a in args]
-        if prim in _INLINE:
-            expr = f"{texts[0]} {_INLINE[prim]} {texts[1]}"
-        elif prim in _TEMPLATES and (args[0][0] == "var" or type(args[0][1]) is float):
-            expr = _TEMPLATES[prim].format(texts[0])
-        elif prim is _MASK:
-            expr = _TEMPLATES_2["mask"].format(*texts)
-        elif prim is arith.neg:
-            expr = f"-{texts[0]}"
-        elif prim is arith.div:
-            expr = f"DIV({texts[0]}, {texts[1]})"
-        elif prim is arith.dot_p and len(texts) <= 2 * _MAX_INLINE + 1 and _PLAIN_SUM:
-            # A dot as one expression: builtins.sum adds left to right in
-            # plain double arithmetic before Python 3.12, so this is the
-            # impl's exact result, twice as fast as the call (measured for
-            # 4 to 100 terms). Longer ones keep the call: CPython's compiler
-            # recurses on the depth of an expression.
-            n = len(texts) // 2
-            terms = [texts[-1] if len(texts) % 2 else "0.0"]
-            terms += [f"{texts[i]} * {texts[n + i]}" for i in range(n)]
-            expr = " + ".join(terms)
-        elif prim is arith.dot_p:
-            # The same builtins.sum over map(mul) as the impl, minus its
-            # argument slicing: one C loop per dot.
-            n = len(texts) // 2
-            start = texts[-1] if len(texts) % 2 else "0.0"
-            ws = "".join(t + ", " for t in texts[:n])
-            xs = "".join(t + ", " for t in texts[n : 2 * n])
-            expr = f"DOT(({ws}), ({xs}), {start})"
-        elif prim is arith.sum_p and 1 < len(texts) <= _MAX_INLINE and _PLAIN_SUM:
-            expr = " + ".join(texts)
-        elif prim is arith.sum_p and texts:
-            expr = f"SUM(({''.join(t + ', ' for t in texts[1:])}), {texts[0]})"
-        else:
-            expr = f"{em.func(prim)}({', '.join(texts)})"
-        lines.append(f"    {var} = {expr}  # {_op_label(prim)}")
-    lines.append(f"    return ({''.join(text(r) + ', ' for r in returns)})")
-    return "\n".join(lines) + "\n"
-
-
-def _dot(ws: tuple[Any, ...], xs: tuple[Any, ...], start: Any) -> Any:
-    return builtins.sum(map(operator.mul, ws, xs), start)
-
-
 def _const_key(x: Any) -> Any:
     """Constants equal for CSE: floats by their bits (0.0 and -0.0, nans of
     other payloads differ), ints by value, others by identity."""
@@ -339,19 +200,3 @@ def _const_key(x: Any) -> Any:
 
 
 _DOUBLE = struct.Struct("<d")
-
-
-_OWN_PRIMITIVES = {id(p) for p in (*ops.PRIMITIVES.values(), _MASK)}
-
-
-def _op_label(prim: Primitive) -> str:
-    """The comment naming an operation: fgrad's own primitives by name; a
-    user's primitive as ``op`` (its name is a user string: none reaches the
-    source, not even a comment)."""
-    return prim.name if id(prim) in _OWN_PRIMITIVES else "op"
-
-
-def _safe_name(name: str) -> str:
-    """A user's name for a comment, if it is a plain identifier: a newline in
-    it would end the comment and inject a statement."""
-    return name if isinstance(name, str) and name.isidentifier() else "<unnamed>"
