@@ -246,3 +246,25 @@ def test_a_structure_held_as_a_static_value_is_keyed_by_its_own_key():
     assert treedef_key(tree_structure(State(1.0, signed))) != treedef_key(
         tree_structure(State(1.0, unsigned))
     )
+
+
+def test_structures_held_inside_held_structures_any_depth_deep_are_keyed():
+    from dataclasses import dataclass
+
+    from fgrad.engine.tree import static_field, tree_structure, treedef_key
+
+    @dataclass(frozen=True)
+    class Box:
+        v: float
+        held: object = static_field()
+
+    def nested(depth: int, inner: float) -> Any:
+        td = tree_structure(inner)
+        for _ in range(depth):
+            td = tree_structure(Box(0.0, td))
+        return td
+
+    # (this hung past Python's recursion limit when each level recursed)
+    deep = treedef_key(nested(2000, 1.0))
+    assert deep == treedef_key(nested(2000, 1.0))
+    assert deep != treedef_key(nested(1999, 1.0))

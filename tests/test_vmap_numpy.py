@@ -588,3 +588,36 @@ def test_a_zero_sum_regrouped_into_a_matrix_product_may_lose_its_sign():
     assert [math.copysign(1.0, v) for v in looped] == [-1.0, -1.0]
     assert list(batched) == [0.0, 0.0]  # equal as numbers; the sign may differ
     assert is_batched(run("auto"), (-0.0, -0.0), [1.0, 2.0])
+
+
+@pytest.mark.parametrize("n", [3, 64, 65, 200])
+def test_a_dot_without_a_bias_starts_from_zero_as_its_impl_does(n):
+    # every product -0.0: the impl's sum starts at 0.0 and gives 0.0, inline or called
+    f = fg.jit(lambda xs: fg.vmap(lambda x: fg.dot([x + i for i in range(n)], [x * -0.0] * n))(xs))
+    got = f([1.0, 2.0])
+    assert [math.copysign(1.0, v) for v in got] == [1.0, 1.0]
+    assert is_batched(f, [1.0, 2.0])
+
+
+def test_per_example_outputs_of_a_batch_are_floats_while_tracing():
+    seen = []
+    flag = fg.Primitive(
+        "flag",
+        impl=lambda x: 1.0 if x > 0 else 0.0,
+        jvp=lambda dxs, out, x: None,
+        vectorized=lambda x: (x > 0).astype(int),
+        symbolic_zeros=True,
+    )
+
+    def peel(x):
+        while isinstance(x, fg.Expr):
+            x = x.value  # (the value a node carries while tracing)
+        return x
+
+    def f(xs):
+        outs = fg.vmap(flag)(xs)
+        seen.extend(type(peel(o)) for o in outs)
+        return fg.sum(list(outs))
+
+    assert fg.jit(f)([1.0, -1.0, 2.0]) == 2.0
+    assert seen == [float, float, float]

@@ -118,7 +118,7 @@ def unstack(o: Any, n: int) -> list[Any]:
     the batch once with ``tolist``), without a ``bind`` per example: a
     batched vmap's per-example outputs cost the trace little."""
     if type(o) is not Expr:
-        return o.tolist() if _is_array(o) else [o] * n
+        return list(map(float, o.tolist())) if _is_array(o) else [o] * n  # (floats, as index's impl gives)
     below = unstack(o.value, n)
     trace = o.trace
     return [make_node(trace, below[i], index_p, (o, i, n)) for i in range(n)]

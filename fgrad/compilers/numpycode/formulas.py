@@ -16,9 +16,10 @@ __all__ = ["formula"]
 
 # Sums and dots of at most this many terms are written inline (``a * b + c * d``);
 # longer ones call the primitive's implementation, which adds left to right
-# as the inline text does. CPython's compiler recurses once per ``+`` of an
-# inline chain, so a chain as long as the data (an L2 penalty over 4,417
-# weights) would overflow its stack: no generated expression grows with the data.
+# from the same start (a dot's bias, or 0.0) as the inline text does.
+# CPython's compiler recurses once per ``+`` of an inline chain, so a chain as
+# long as the data (an L2 penalty over 4,417 weights) would overflow its
+# stack: no generated expression grows with the data.
 MAX_INLINE_TERMS = 64
 
 
@@ -33,7 +34,7 @@ def formula(prim: Primitive, t: list[str], batch: bool, mask: Primitive, code: C
         return " + ".join(t)
     if prim is arith.dot_p and len(t) <= 2 * MAX_INLINE_TERMS + 1:
         n = len(t) // 2
-        terms = [t[-1]] if len(t) % 2 else []
+        terms = [t[-1] if len(t) % 2 else "0.0"]  # from 0.0 without a bias, as the impl starts
         return " + ".join(terms + [f"{t[i]} * {t[n + i]}" for i in range(n)]) or "0.0"
     if not batch:
         if prim is arith.div:

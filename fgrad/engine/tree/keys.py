@@ -194,6 +194,13 @@ _KNOWN = (float, complex, tuple, frozenset, int, str, Decimal, PVector, PMap, ty
 _SKIP = object()  # in place of a dataclass field left to the dataclass's own ==
 
 
+_MAX_HELD_DEPTH = 8
+# How many held TreeDefs treedef_key is inside (see _value_tokens). Shared by
+# threads: one thread's count can only send another's held structure down the
+# tuple walk, whose tokens differ from a key's: a cache miss, never a false hit.
+_held_depth = [0]
+
+
 def _value_tokens(v: Any, out: list[Hashable]) -> None:
     """Append a self-delimiting, strict encoding of a key or static value:
     numbers with their types (floats and complex numbers by their bits,
@@ -207,11 +214,17 @@ def _value_tokens(v: Any, out: list[Hashable]) -> None:
         t = type(v)
         if v is _SKIP:
             out.append(v)
-        elif t is TreeDef:
+        elif t is TreeDef and _held_depth[0] < _MAX_HELD_DEPTH:
             # A structure held as a static value (an optimiser state keeps its
             # params'): its own key, remembered by identity, so that keying a
             # new state around the same structure does not walk it again.
-            out.append(("treedef", treedef_key(v)))
+            # (Structures held inside held structures, deeper than a few
+            # levels, are walked as the tuples they are: no recursion.)
+            _held_depth[0] += 1
+            try:
+                out.append(("treedef", treedef_key(v)))
+            finally:
+                _held_depth[0] -= 1
         elif t is str:
             out.append(v)  # (the only bare token at a value's place: equal only to the same text)
         elif isinstance(v, float):
