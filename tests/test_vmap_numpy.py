@@ -228,7 +228,7 @@ def test_guards_on_shared_values_still_switch_paths():
         scale = w * 2.0 if w > 0 else -w  # a guard outside the vmap, on a shared value
         return fg.sum(fg.vmap(lambda w, x: fg.tanh(w * x) * scale, in_axes=(None, 0))(w, xs))
 
-    xs = [0.5, -1.0, 2.0, 0.25]
+    xs = (0.5, -1.0, 2.0, 0.25)
     g = fg.jit(fg.value_and_grad(loss))
     for w in (0.7, -0.4, 1.3, -2.0):
         close(g(w, xs), fg.value_and_grad(loss)(w, xs))
@@ -621,3 +621,65 @@ def test_per_example_outputs_of_a_batch_are_floats_while_tracing():
 
     assert fg.jit(f)([1.0, -1.0, 2.0]) == 2.0
     assert seen == [float, float, float]
+
+
+def test_array_arguments_beside_parameters_that_groups_read():
+    # Regression: the vector of all the inputs was built from every leaf,
+    # arrays included ("inhomogeneous shape"), when a group read three or
+    # more parameters of a call that also took an array.
+    def f(ws, xs):
+        return fg.vmap(lambda x: ws[0] * x + ws[1] * x * x + ws[2] * x * x * x + ws[3] * ws[4])(xs)
+
+    ws, xs = [1.0, 2.0, 3.0, 4.0, 5.0], np.array([1.0, 2.0, 3.0])
+    assert list(fg.jit(f)(ws, xs)) == [float(v) for v in f(ws, xs)] == [26.0, 54.0, 122.0]
+    step = fg.jit(fg.value_and_grad(lambda ws, xs: fg.sum(list(f(ws, xs)))))
+    close(step(ws, xs), fg.value_and_grad(lambda ws, xs: fg.sum(list(f(ws, xs))))(ws, xs))
+
+
+def _penalised(n_params):
+    def f(ps, xs):
+        fit = fg.mean(fg.vmap(lambda x: (fg.dot(ps[:3], [x, x * x, 1.0]) - 1.0) ** 2)(xs))
+        return fit + 1e-3 * fg.dot(ps, ps) + 1e-2 * fg.sum(ps) + 1e-4 * fg.dot(ps, ps[::-1], 0.5)
+
+    return f, [0.1 * (i % 7) - 0.3 for i in range(n_params)], (0.5, -1.0, 2.0, 0.25)
+
+
+@pytest.mark.parametrize("n_params", [8, 100, 5000])
+def test_long_dots_and_sums_of_the_parameters_are_one_reduction(n_params):
+    f, ps, xs = _penalised(n_params)
+    step = fg.jit(fg.value_and_grad(f), static_argnums=1)
+    source = step.source(ps, xs)
+    assert "over the batch" in source
+    assert "float(XS @ XS)" in source and "float(XS.sum(initial=-0.0))" in source
+    assert max(map(len, source.splitlines())) < 400  # no line names every parameter
+    close(step(ps, xs), fg.value_and_grad(f)(ps, xs))
+
+
+def test_a_dot_over_values_of_several_vectors_concatenates_them():
+    def f(ps, xs):
+        g = fg.grad(lambda q: fg.mean(fg.vmap(lambda x: fg.dot(q, [x] * len(q)) ** 2)(xs)))(ps)
+        both = [*ps, *g]
+        return fg.dot(both, both)
+
+    ps, xs = [0.1 * i for i in range(12)], (0.5, -1.0, 2.0)
+    step = fg.jit(f, static_argnums=1)
+    assert "CONCAT((XS, " in step.source(ps, xs)
+    close(step(ps, xs), f(ps, xs))
+
+
+def test_reductions_of_the_parameters_keep_the_impls_signed_zeros():
+    # a sum starts from its first term (all -0.0: -0.0), a dot from 0.0 (0.0)
+    def f(ps, xs):
+        batch = fg.vmap(lambda x: x * ps[0])(xs)
+        neg, pos = ps[:10], ps[10:]
+        return fg.sum(neg), fg.sum(pos), fg.dot(neg, pos), fg.dot(neg, neg[::-1]), fg.sum(list(batch))
+
+    ps, xs = [-0.0] * 10 + [0.0] * 10, (1.0, 2.0)
+    step = fg.jit(f, static_argnums=1)
+    assert "XS[0:10].sum(initial=-0.0)" in step.source(ps, xs)
+    assert "0.0 + float(XS[0:10] @ XS[10:20])" in step.source(ps, xs)
+    assert (
+        [repr(v) for v in step(ps, xs)]
+        == [repr(v) for v in f(ps, xs)]
+        == ["-0.0", "0.0", "0.0", "0.0", "-0.0"]
+    )

@@ -102,7 +102,15 @@ def compile_trace(
             f"({len(batched)} over the batch), {len(seen_guards)} guards"
         )
         run, source = compile_batched(
-            program, returns, len(inputs), batched, header, MASK, GuardFailed, safe_name(fname)
+            program,
+            returns,
+            len(inputs),
+            batched,
+            header,
+            MASK,
+            GuardFailed,
+            safe_name(fname),
+            not any(_is_array(node.value) for node in inputs),
         )
         return run, source, len(seen_guards)
     if n_ops <= max_compiled_ops:

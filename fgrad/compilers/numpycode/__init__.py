@@ -41,16 +41,19 @@ The pieces, one module each:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from fgrad.compilers.numpycode.registers import Ref, return_tuple
+from fgrad.compilers.numpycode.registers import INPUTS, Ref, return_tuple
 from fgrad.compilers.numpycode.schedule import Scheduler
 from fgrad.engine.core import Primitive
 from fgrad.engine.trace import protected
 from fgrad.transforms.batching import numpy_module
 
 __all__ = ["compile_batched"]
+
+_reads_inputs = re.compile(rf"\b{INPUTS}\b")
 
 
 def compile_batched(
@@ -62,17 +65,23 @@ def compile_batched(
     mask: Primitive,
     guard_error: type[Exception],
     fname: str,
+    float_inputs: bool,
 ) -> tuple[Callable[[Sequence[Any]], tuple[Any, ...]], str]:
+    """The numpy function of ``program`` (``run(leaves)``) and its source;
+    with ``float_inputs`` (no batch among the inputs), the inputs are read as
+    one vector where groups need them and singly (``leaves[k]``) elsewhere."""
     np = numpy_module()
-    schedule = Scheduler(np, batched, guard_error, mask)
+    schedule = Scheduler(np, batched, guard_error, mask, n_inputs, float_inputs)
     code = schedule.code
-    code.lines.append(header)
-    if n_inputs:
-        code.lines.append(f"    {', '.join(f'x{k}' for k in range(n_inputs))}, = leaves")
+    if n_inputs and not float_inputs:
+        code.put(f"{', '.join(f'x{k}' for k in range(n_inputs))}, = leaves")
     for ins in program:
         schedule.emit(ins)
     schedule.flush_all()
     code.put(f"return ({return_tuple(schedule.regs, returns)})")
+    if float_inputs and any(_reads_inputs.search(line) for line in code.lines):
+        code.lines.insert(0, f"    {INPUTS} = FROMITER(leaves, FLOAT, {n_inputs})")
+    code.lines.insert(0, header)
     source = "\n".join(code.lines) + "\n"
     code.namespace["K"] = tuple(code.consts)
     exec(compile(source, f"<fgrad.jit {fname}>", "exec"), code.namespace)  # noqa: S102

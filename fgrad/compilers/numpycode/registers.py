@@ -14,16 +14,23 @@ from typing import Any
 
 from fgrad.compilers.numpycode.writer import CodeWriter
 
-__all__ = ["Ref", "Registers", "key_of", "return_tuple"]
+__all__ = ["INPUTS", "Ref", "Registers", "key_of", "return_tuple", "vector_of"]
 
 Ref = tuple[str, Any]
+
+# The vector of all the inputs, when they are all floats: made on first use
+# (``compile_batched`` writes it at the top if the code reads it). Each input
+# ``x<k>`` lives there as entry k, and singly as ``leaves[k]``.
+INPUTS = "XS"
 
 
 class Registers:
     """The registers of one program, read as source text: singly, stacked
     into a matrix or vector, or as rows gathered from the matrix they live in."""
 
-    def __init__(self, code: CodeWriter, np: Any, batched: set[str]) -> None:
+    def __init__(
+        self, code: CodeWriter, np: Any, batched: set[str], n_inputs: int, float_inputs: bool
+    ) -> None:
         self.code = code
         self.np = np
         self.batched = batched  # the registers holding a batch
@@ -38,7 +45,14 @@ class Registers:
         # Members of a group not emitted yet (member register -> its group's
         # kind): their values do not exist until the group is flushed.
         self.pending: dict[str, str] = {}
-        self.inputs: str | None = None  # all inputs as one vector, made on first use
+        # With float inputs only (no batches among them), the inputs live in
+        # the vector INPUTS, so that groups read them by one fancy index.
+        self.float_inputs = float_inputs and n_inputs > 0
+        if self.float_inputs:
+            for k in range(n_inputs):
+                self.homes[f"x{k}"] = (INPUTS, k, n_inputs, True)
+            self.virtual.update(self.homes)
+            self.lists[INPUTS] = "leaves"
 
     def is_b(self, r: Ref) -> bool:
         return r[1] in self.batched if r[0] == "var" else type(r[1]) is self.np.ndarray
@@ -64,7 +78,10 @@ class Registers:
         self.pending.pop(var, None)
 
     def input_index(self, refs: Any) -> list[int] | None:
-        """The input numbers of refs that are all inputs (``x<k>``), or None."""
+        """The input numbers of refs that are all inputs (``x<k>``), or None
+        (also when the inputs are not all floats: then there is no vector of them)."""
+        if not self.float_inputs:
+            return None
         out = []
         for r in refs:
             if r[0] != "var" or r[1][0] != "x":
@@ -76,10 +93,7 @@ class Registers:
         """Inputs by position (a list, or a list of lists for a matrix): one
         fancy index into the vector of all inputs, instead of an array built
         from that many Python floats."""
-        if self.inputs is None:
-            self.inputs = self.code.temp()
-            self.code.put(f"{self.inputs} = ARRAY(leaves)")
-        return f"{self.inputs}[{self.text(('const', self.np.array(index)))}]"
+        return f"{INPUTS}[{self.text(('const', self.np.array(index)))}]"
 
     def stack(self, refs: tuple[Ref, ...]) -> str:
         """The (len(refs), batch) matrix of batched registers, or the vector
@@ -122,6 +136,29 @@ class Registers:
         if all(r[0] == "var" and r[1] in self.homes for r in out):
             out.sort(key=lambda r: self.homes[r[1]][1])
         return out
+
+
+def vector_of(regs: Registers, refs: tuple[Ref, ...]) -> str | None:
+    """The vector of the scalar registers ``refs`` if they all live in
+    vectors (one gather, from one vector or the concatenation of a few),
+    else None."""
+    homes: list[tuple[str, int, int, bool]] = []
+    for r in refs:
+        h = regs.homes.get(r[1]) if r[0] == "var" else None
+        if h is None or not h[3]:
+            return None
+        homes.append(h)
+    names: dict[str, int] = {}  # vector -> its offset in their concatenation
+    at = 0
+    for h in homes:
+        if h[0] not in names:
+            names[h[0]] = at
+            at += h[2]
+    index = [names[h[0]] + h[1] for h in homes]
+    if len(names) == 1:
+        return regs.gather(next(iter(names)), index, at)
+    joined = f"CONCAT(({''.join(v + ', ' for v in names)}))"
+    return f"{joined}[{regs.text(('const', regs.np.array(index)))}]"
 
 
 def return_tuple(regs: Registers, refs: list[Ref]) -> str:

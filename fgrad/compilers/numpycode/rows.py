@@ -17,8 +17,11 @@ from fgrad.engine.core import Primitive
 from fgrad.primitives import arith, ops
 from fgrad.transforms.batching import batch_sum_p, bcast_p, data_p, index_p, onehot_p, stack_p, vdot_p
 
-__all__ = ["RowStatements"]
+__all__ = ["FEW_TERMS", "RowStatements"]
 
+# Scalar dots and sums of at least this many terms that live in vectors run as
+# one numpy reduction each (fewer are written inline: a gather costs more).
+FEW_TERMS = 8
 _NOT_ELEMENTWISE = frozenset({vdot_p, batch_sum_p, stack_p, index_p, bcast_p, onehot_p, data_p})
 # Scalar statements that may run as one numpy statement over a vector.
 _SCALAR_OK = frozenset(
@@ -42,6 +45,10 @@ class RowStatements:
         prim = ins[2]
         if ins[1] in self.batched:
             return True
+        if (prim is arith.sum_p and len(ins[3]) >= FEW_TERMS) or (
+            prim is arith.dot_p and len(ins[3]) // 2 >= FEW_TERMS
+        ):
+            return False  # a long reduction on its own (the scheduler's ``reduction``)
         return prim in _SCALAR_OK or prim is self.mask or prim.vectorized is not None
 
     def key(self, ins: tuple[Any, ...]) -> tuple[Any, ...]:

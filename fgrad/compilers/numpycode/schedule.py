@@ -13,10 +13,11 @@ from typing import Any
 
 from fgrad.compilers.numpycode.formulas import formula
 from fgrad.compilers.numpycode.matrices import BatchSums, LayerDots
-from fgrad.compilers.numpycode.registers import Registers
-from fgrad.compilers.numpycode.rows import RowStatements
+from fgrad.compilers.numpycode.registers import Ref, Registers, vector_of
+from fgrad.compilers.numpycode.rows import FEW_TERMS, RowStatements
 from fgrad.compilers.numpycode.writer import CodeWriter
 from fgrad.engine.core import Primitive
+from fgrad.primitives import arith
 
 __all__ = ["Scheduler", "levels"]
 
@@ -24,9 +25,17 @@ __all__ = ["Scheduler", "levels"]
 class Scheduler:
     """Statements in, numpy source out (into ``code``): groups what it can."""
 
-    def __init__(self, np: Any, batched: set[str], guard_error: type[Exception], mask: Primitive) -> None:
+    def __init__(
+        self,
+        np: Any,
+        batched: set[str],
+        guard_error: type[Exception],
+        mask: Primitive,
+        n_inputs: int,
+        float_inputs: bool,
+    ) -> None:
         self.code = CodeWriter(np, guard_error)
-        self.regs = Registers(self.code, np, batched)
+        self.regs = Registers(self.code, np, batched, n_inputs, float_inputs)
         self.mask = mask
         self.dots = LayerDots(self.regs)
         self.sums = BatchSums(self.regs)
@@ -69,8 +78,35 @@ class Scheduler:
         group = self.groups.get(prim)
         if group is not None and group.add(var, prim, args):
             return
+        if (prim is arith.dot_p or prim is arith.sum_p) and var not in regs.batched:
+            reduced = self.reduction(prim, args)
+            if reduced is not None:
+                self.code.put(f"{var} = {reduced}")
+                return
         texts = [regs.text(a) for a in args]
         self.code.put(f"{var} = {formula(prim, texts, var in regs.batched, self.mask, self.code)}")
+
+    def reduction(self, prim: Primitive, args: tuple[Ref, ...]) -> str | None:
+        """A long scalar dot or sum whose terms live in vectors (the
+        parameters, their gradients: an L2 penalty) as one numpy reduction
+        over gathers of them, or None. As the impls do, a sum starts from its
+        first term and a dot from its bias or 0.0."""
+        regs = self.regs
+        if prim is arith.sum_p:
+            if len(args) < FEW_TERMS:
+                return None
+            terms = vector_of(regs, args)
+            # (-0.0, the identity of IEEE addition: numpy's sum starts from
+            # 0.0 and would turn a sum of -0.0 terms into 0.0)
+            return None if terms is None else f"float({terms}.sum(initial=-0.0))"
+        n = len(args) // 2
+        if n < FEW_TERMS:
+            return None
+        left, right = vector_of(regs, args[:n]), vector_of(regs, args[n : 2 * n])
+        if left is None or right is None:
+            return None
+        start = regs.text(args[-1]) if len(args) % 2 else "0.0"
+        return f"{start} + float({left} @ {right})"
 
     def flush_all(self) -> None:
         """Emits every group, then the deferred statements level by level."""

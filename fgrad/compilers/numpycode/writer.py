@@ -27,6 +27,8 @@ class CodeWriter:
             "CONCAT": np.concatenate,
             "MAXIMUM": np.maximum,
             "FULL": np.full,
+            "FROMITER": np.fromiter,
+            "FLOAT": float,
             "DOT": np.dot,
             "GUARD": guard_error,
             "DIV": arith._div_impl,

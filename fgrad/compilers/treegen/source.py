@@ -48,14 +48,6 @@ def _make(cls: type, names: tuple[str, ...], values: Sequence[Any]) -> Any:
     return obj
 
 
-def _make_plain(cls: type, names: tuple[str, ...], values: Sequence[Any]) -> Any:
-    """:func:`_make` for a class whose instances keep a ``__dict__``: one
-    update instead of a call per field."""
-    obj: Any = _object_new(cls)
-    obj.__dict__.update(zip(names, values))
-    return obj
-
-
 class Source:
     """One generated function being written: its lines, and the objects its
     code refers to as ``K[i]``; :meth:`run` compiles it."""
@@ -80,7 +72,7 @@ class Source:
         namespace: dict[str, Any] = {
             "K": tuple(self.consts),
             "MAKE": _make,
-            "MAKE_PLAIN": _make_plain,
+            "NEW": _object_new,
             "PV": pvector,
             "PM": pmap,
             "DICT": dict,
