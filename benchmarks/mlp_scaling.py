@@ -7,6 +7,8 @@ that peak memory is the cell's own):
                 for one example and mapped with fg.vmap, the sgd update, the
                 new model) under one fg.jit, data static; with numpy, the
                 compiled code runs each operation over the whole batch
+    vmap step (adam)  the same with adam, whose state (two more trees of
+                the model's shape and a count) goes in and out of each step
     numpy       the same step written by hand with numpy arrays
     scalar jit  fg.jit(fg.value_and_grad(loss)) of the loss written as a
                 Python loop over the examples (only where --scalar asks)
@@ -40,6 +42,8 @@ from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LEARNING_RATE = 0.05
+ADAM_RATE = 0.01
+B1, B2, EPS = 0.9, 0.999, 1e-8
 
 
 def _model_and_data(w: int, n: int) -> tuple[Any, Any, Any]:
@@ -50,12 +54,12 @@ def _model_and_data(w: int, n: int) -> tuple[Any, Any, Any]:
     return MLP.init([2, w, w, 1], seed=1), tuple(map(tuple, xs)), tuple(ys)
 
 
-def _vmap_step() -> Any:
+def _vmap_step(optimizer: str = "sgd") -> Any:
     import fgrad as fg
     from fgrad import optim
     from fgrad.demo import vmap_loss
 
-    opt = optim.sgd(LEARNING_RATE)
+    opt = optim.sgd(LEARNING_RATE) if optimizer == "sgd" else optim.adam(ADAM_RATE, B1, B2, EPS)
 
     def train_step(model: Any, state: Any, xs: Any, ys: Any) -> tuple[Any, Any, Any]:
         value, grads = fg.value_and_grad(vmap_loss)(model, xs, ys)
@@ -65,7 +69,7 @@ def _vmap_step() -> Any:
     return fg.jit(train_step, static_argnums=(2, 3)), opt
 
 
-def _numpy_step(model: Any, xs: Any, ys: Any) -> Any:
+def _numpy_step(model: Any, xs: Any, ys: Any, optimizer: str = "sgd") -> Any:
     """The vmap step by hand: a closure over arrays that runs one step."""
     import numpy as np
 
@@ -74,9 +78,22 @@ def _numpy_step(model: Any, xs: Any, ys: Any) -> Any:
         for layer in model.layers
     ]
     x, y = np.array(xs, dtype=float), np.array(ys, dtype=float)
+    # adam's moments, [(mu_w, mu_b), ...] and [(nu_w, nu_b), ...], and its count
+    mu = [(np.zeros_like(w), np.zeros_like(b)) for w, b in layers]
+    nu = [(np.zeros_like(w), np.zeros_like(b)) for w, b in layers]
+    count = 0
+
+    def adam(i: int, grads: tuple[Any, Any]) -> tuple[Any, ...]:
+        c1, c2 = 1.0 - B1 ** (count + 1), 1.0 - B2 ** (count + 1)
+        ms = tuple(B1 * m + (1.0 - B1) * g for m, g in zip(mu[i], grads))
+        vs = tuple(B2 * v + (1.0 - B2) * (g * g) for v, g in zip(nu[i], grads))
+        mu[i], nu[i] = ms, vs
+        return tuple(
+            p + -ADAM_RATE * (m / c1) / (np.sqrt(v / c2) + EPS) for p, m, v in zip(layers[i], ms, vs)
+        )
 
     def step() -> float:
-        nonlocal layers
+        nonlocal layers, count
         acts, pre = [x], []
         for i, (w, b) in enumerate(layers):
             z = acts[-1] @ w.T + b
@@ -92,8 +109,11 @@ def _numpy_step(model: Any, xs: Any, ys: Any) -> Any:
             gw, gb = g.T @ acts[i] + 2e-4 * w, g.sum(axis=0) + 2e-4 * b
             if i:
                 g = (g @ w) * (pre[i - 1] > 0)
-            new.append((w - LEARNING_RATE * gw, b - LEARNING_RATE * gb))
+            new.append(
+                (w - LEARNING_RATE * gw, b - LEARNING_RATE * gb) if optimizer == "sgd" else adam(i, (gw, gb))
+            )
         layers = new[::-1]
+        count += 1
         return value
 
     return step
@@ -113,17 +133,17 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # (kB on Linux)
 
 
-def cell_vmap(w: int, n: int, steps: int, repeats: int) -> dict[str, Any]:
+def cell_vmap(w: int, n: int, steps: int, repeats: int, optimizer: str = "sgd") -> dict[str, Any]:
     """The vmap step and numpy in one process (their ratio is measured together)."""
     model, xs, ys = _model_and_data(w, n)
-    step, opt = _vmap_step()
+    step, opt = _vmap_step(optimizer)
     state = opt.init(model)
     start = time.perf_counter()
     new_model, new_state, first = step(model, state, xs, ys)
     compile_s = time.perf_counter() - start
     peak = _peak_mb()
     # agreement: the losses of a few steps, fgrad vs numpy from the same start
-    by_hand = _numpy_step(model, xs, ys)
+    by_hand = _numpy_step(model, xs, ys, optimizer)
     m, s = model, state
     for k in range(3):
         m, s, value = step(m, s, xs, ys)
@@ -135,7 +155,7 @@ def cell_vmap(w: int, n: int, steps: int, repeats: int) -> dict[str, Any]:
     def fgrad_run() -> None:
         current[0], current[1], _ = step(current[0], current[1], xs, ys)
 
-    by_hand = _numpy_step(model, xs, ys)
+    by_hand = _numpy_step(model, xs, ys, optimizer)
     fgrad_ms, numpy_ms = [], []
     for _ in range(repeats):  # alternating, so that load moves both alike
         fgrad_ms.append(_median_ms(fgrad_run, steps, 1))
@@ -163,7 +183,11 @@ def cell_scalar(w: int, n: int, steps: int, repeats: int) -> dict[str, Any]:
     return {"compile_s": compile_s, "peak_mb": peak, "ms": ms}
 
 
-CELLS = {"vmap": cell_vmap, "scalar": cell_scalar}
+CELLS = {
+    "vmap": cell_vmap,
+    "adam": lambda w, n, steps, repeats: cell_vmap(w, n, steps, repeats, "adam"),
+    "scalar": cell_scalar,
+}
 
 
 def run_cell(kind: str, w: int, n: int, steps: int, repeats: int, timeout: float) -> dict[str, Any]:
@@ -209,6 +233,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--scalar", type=int, nargs="*", default=[16, 32], help="widths for the scalar jit row (batch 100)"
     )
+    parser.add_argument(
+        "--optimizers", nargs="+", choices=["sgd", "adam"], default=["sgd", "adam"], help="for the vmap rows"
+    )
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per cell")
@@ -220,17 +247,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(json.dumps(CELLS[kind](w, n, args.steps, args.repeats)))
         return {}
     rows = []
-    for w in args.widths:
-        for n in args.batches:
-            rows.append(
-                {
-                    "kind": "vmap step",
-                    "w": w,
-                    "n": n,
-                    **run_cell("vmap", w, n, args.steps, args.repeats, args.timeout),
-                }
-            )
-            print(to_markdown(rows[-1:]).splitlines()[-1], flush=True)
+    for optimizer in args.optimizers:
+        for w in args.widths:
+            for n in args.batches:
+                rows.append(
+                    {
+                        "kind": "vmap step" if optimizer == "sgd" else "vmap step (adam)",
+                        "w": w,
+                        "n": n,
+                        **run_cell(
+                            "vmap" if optimizer == "sgd" else "adam",
+                            w,
+                            n,
+                            args.steps,
+                            args.repeats,
+                            args.timeout,
+                        ),
+                    }
+                )
+                print(to_markdown(rows[-1:]).splitlines()[-1], flush=True)
     for w in args.scalar:
         rows.append(
             {

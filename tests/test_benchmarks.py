@@ -119,12 +119,13 @@ def test_mlp_scaling_benchmark_agrees_with_numpy_and_reports(tmp_path):
         + ["--out", str(tmp_path)]
     )
     rows = result["rows"]
-    assert [r["kind"] for r in rows] == ["vmap step", "scalar jit"]
+    assert [r["kind"] for r in rows] == ["vmap step", "vmap step (adam)", "scalar jit"]
     for r in rows:
         assert "error" not in r, r
         assert r["compile_s"] > 0 and r["peak_mb"] > 0 and r["ms"] > 0
-    assert rows[0]["numpy_ms"] > 0
-    assert "| vmap step | 4 | 8 |" in (tmp_path / "mlp_scaling.md").read_text()
+    assert rows[0]["numpy_ms"] > 0 and rows[1]["numpy_ms"] > 0
+    table = (tmp_path / "mlp_scaling.md").read_text()
+    assert "| vmap step | 4 | 8 |" in table and "| vmap step (adam) | 4 | 8 |" in table
 
 
 def test_mlp_scaling_cell_refuses_a_step_that_disagrees_with_numpy(monkeypatch):
@@ -132,10 +133,11 @@ def test_mlp_scaling_cell_refuses_a_step_that_disagrees_with_numpy(monkeypatch):
     bench = load("mlp_scaling")
     real = bench._numpy_step
 
-    def off(model, xs, ys):
-        step = real(model, xs, ys)
+    def off(model, xs, ys, optimizer="sgd"):
+        step = real(model, xs, ys, optimizer)
         return lambda: step() + 1e-6
 
     monkeypatch.setattr(bench, "_numpy_step", off)
-    with pytest.raises(AssertionError, match="vs numpy"):
-        bench.cell_vmap(4, 8, steps=1, repeats=1)
+    for optimizer in ("sgd", "adam"):
+        with pytest.raises(AssertionError, match="vs numpy"):
+            bench.cell_vmap(4, 8, steps=1, repeats=1, optimizer=optimizer)

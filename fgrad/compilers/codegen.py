@@ -59,40 +59,46 @@ def compile_trace(
     for i in range(len(tape) - 1, -1, -1):
         if needed[i]:
             for a in tape[i].args:
-                if mine(a):
+                if type(a) is Expr and a.trace is tr:
                     needed[a.seq] = 1
 
-    refs: list[Ref | None] = [None] * len(tape)
+    refs: list[Any] = [None] * len(tape)  # node seq -> its Ref, once computed (tape order: before any use)
     for k, node in enumerate(inputs):
         refs[node.seq] = ("var", f"x{k}")
 
     def ref(a: Any) -> Ref:
         if mine(a):
-            r: Ref | None = refs[a.seq]
+            r: Ref = refs[a.seq]
             assert r is not None
             return r
         return ("const", a)
 
+    # CSE: a statement's key is its primitive and, per argument, the register
+    # (its ref) or the constant's key (floats by their bits).
     cse: dict[tuple[Any, ...], Ref] = {}
     program: list[tuple[Any, ...]] = []
     batched: set[str] = set()  # registers holding a batch (vmap's numpy backend)
+    append = program.append
     for i, node in enumerate(tape):
         prim = node.prim
         if not needed[i]:
             continue
-        if prim is not None:
-            args = tuple(ref(a) for a in node.args)
-            # (No operation is dropped as returning an operand, not even x * 1:
-            # it quiets a signaling nan, and eager code did it.)
-            key = (id(prim), tuple((k, v if k == "var" else _const_key(v)) for k, v in args))
-            if key not in cse:
-                cse[key] = ("var", f"v{i}")
-                program.append(("op", f"v{i}", prim, args))
-                if _is_array(node.value):
-                    batched.add(f"v{i}")
-            refs[i] = cse[key]
-        for op, x, y, result in guards_at.get(i, ()):
-            program.append(("guard", op, ref(x), ref(y), result))
+        if prim is None:  # an input: only its guards
+            for op, x, y, result in guards_at.get(i, ()):
+                append(("guard", op, ref(x), ref(y), result))
+            continue
+        args = tuple([refs[a.seq] if type(a) is Expr and a.trace is tr else ("const", a) for a in node.args])
+        key = (id(prim), *[r if r[0] == "var" else _const_key(r[1]) for r in args])
+        found = cse.get(key)
+        if found is None:
+            found = cse[key] = ("var", f"v{i}")
+            append(("op", f"v{i}", prim, args))
+            if _is_array(node.value):
+                batched.add(f"v{i}")
+        refs[i] = found
+        if i in guards_at:
+            for op, x, y, result in guards_at[i]:
+                append(("guard", op, ref(x), ref(y), result))
     returns = [ref(o) for o in outs]
     program = _fuse_masks(program, returns)
     n_ops = sum(1 for ins in program if ins[0] == "op")

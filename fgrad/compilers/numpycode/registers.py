@@ -168,11 +168,12 @@ def return_tuple(regs: Registers, refs: list[Ref]) -> str:
     homed = [r[0] == "var" and r[1] in virtual and homes[r[1]][3] for r in refs]
     if sum(homed) < 8:
         return "".join(regs.text(r) + ", " for r in refs)
-    vectors = list(dict.fromkeys(homes[r[1]][0] for r, h in zip(refs, homed) if h))
+    sizes = {homes[r[1]][0]: homes[r[1]][2] for r, h in zip(refs, homed) if h}  # (in order met)
+    vectors = list(sizes)
     offset, at = {}, 0
     for v in vectors:
         offset[v] = at
-        at += homes[next(r[1] for r, h in zip(refs, homed) if h and homes[r[1]][0] == v)][2]
+        at += sizes[v]
     index = [offset[homes[r[1]][0]] + homes[r[1]][1] for r, h in zip(refs, homed) if h]
     out = regs.code.temp()
     joined = vectors[0] if len(vectors) == 1 else f"CONCAT(({''.join(v + ', ' for v in vectors)}))"
