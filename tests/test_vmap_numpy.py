@@ -636,6 +636,22 @@ def test_array_arguments_beside_parameters_that_groups_read():
     close(step(ws, xs), fg.value_and_grad(lambda ws, xs: fg.sum(list(f(ws, xs))))(ws, xs))
 
 
+# How numpy code writes a long reduction of terms that live in vectors: the
+# impl's arithmetic, numpy's sequential accumulate before Python 3.12 (where
+# builtins.sum of floats became compensated), the impl's loop over lists after.
+PLAIN = sys.version_info < (3, 12)
+
+
+def reduced_sum(vector, listed):
+    return f"float(ACCUMULATE({vector})[-1])" if PLAIN else f"PLAIN_SUM({listed})"
+
+
+def reduced_dot(vectors, lists, start="0.0"):
+    if PLAIN:
+        return f"float(ACCUMULATE(CONCAT((({start},), {vectors[0]} * {vectors[1]})))[-1])"
+    return f"PLAIN_DOT({lists[0]}, {lists[1]}, {start})"
+
+
 def _penalised(n_params):
     def f(ps, xs):
         fit = fg.mean(fg.vmap(lambda x: (fg.dot(ps[:3], [x, x * x, 1.0]) - 1.0) ** 2)(xs))
@@ -645,14 +661,77 @@ def _penalised(n_params):
 
 
 @pytest.mark.parametrize("n_params", [8, 100, 5000])
-def test_long_dots_and_sums_of_the_parameters_are_one_reduction(n_params):
+def test_long_dots_and_sums_of_the_parameters_are_one_loop(n_params):
     f, ps, xs = _penalised(n_params)
     step = fg.jit(fg.value_and_grad(f), static_argnums=1)
     source = step.source(ps, xs)
     assert "over the batch" in source
-    assert "float(XS @ XS)" in source and "float(XS.sum(initial=-0.0))" in source
+    assert reduced_dot(("XS", "XS"), ("leaves", "leaves")) in source
+    assert reduced_sum("XS", "leaves") in source
     assert max(map(len, source.splitlines())) < 400  # no line names every parameter
     close(step(ps, xs), fg.value_and_grad(f)(ps, xs))
+
+
+def _with_a_batch(reductions):
+    """``reductions(ps)`` beside a batched computation (so jit writes numpy code)."""
+
+    def f(ps, xs):
+        return (*reductions(ps), fg.sum(list(fg.vmap(lambda x: x * ps[0])(xs))))
+
+    return f
+
+
+BIG = 1e308
+# Terms whose sum depends on the order of the additions: overflow, cancellation.
+ORDER_SENSITIVE = [
+    [BIG, -BIG] * 8,
+    [BIG] * 8 + [-BIG] * 8,
+    [BIG, 0.0, BIG, -BIG] + [0.0] * 4,
+    [1e16, 1.0] + [0.0] * 6 + [-1e16] + [0.0] * 7,
+    [0.1] * 20,
+    [-0.0] * 9,
+]
+
+
+@pytest.mark.parametrize("ps", ORDER_SENSITIVE)
+def test_long_reductions_of_the_parameters_give_the_eager_bits(ps):
+    # Regression: numpy's pairwise sum and BLAS dot gave nan for 0.0, 0.0
+    # for inf, 1.0 for 0.0 on these; the loops give the impl's bits.
+    f = _with_a_batch(
+        lambda ps: (
+            fg.sum(ps),
+            fg.dot(ps, [1.0] * len(ps)),
+            fg.dot(ps, ps[::-1]),
+            fg.dot(ps, [1.0] * len(ps), -BIG),
+            fg.dot(ps[: len(ps) // 2], ps[len(ps) // 2 : len(ps) // 2 * 2], -math.inf),
+        )
+    )
+    step = fg.jit(f, static_argnums=1)
+    assert reduced_sum("XS", "leaves") in step.source(ps, (1.0, 2.0))
+    assert [repr(v) for v in step(ps, (1.0, 2.0))] == [repr(v) for v in f(ps, (1.0, 2.0))]
+
+
+def test_gradients_through_a_long_reduction_of_overflowing_parameters():
+    def loss(ps, xs):
+        return fg.mean(list(fg.vmap(lambda x: fg.tanh(x * ps[0]))(xs))) + 1e-3 * fg.sum(ps) ** 2
+
+    ps, xs = [BIG, -BIG] * 8, (1.0, 2.0)
+    assert list(fg.jit(fg.grad(loss), static_argnums=1)(ps, xs)) == list(fg.grad(loss)(ps, xs))
+
+
+def test_a_guard_on_a_long_reduction_of_the_parameters_holds_as_traced():
+    # Regression: numpy's dot gave 3.7706 where the impl gives
+    # 3.7705999999999995, so the path just traced refused its own arguments
+    # (an internal error), or a cached path of the other branch took them.
+    def f(ps, xs):
+        out = fg.vmap(lambda x: x * ps[0])(xs)
+        return fg.sum(list(out)) * (1.0 if fg.dot(ps, ps) < 3.7706 else 0.5)
+
+    ps = [0.82, 0.97, 0.62, 0.8, -0.38, 0.46, 0.8, 0.37]
+    step = fg.jit(f, static_argnums=1)
+    assert step([1.0] * 8, (1.0, 2.0)) == f([1.0] * 8, (1.0, 2.0)) == 1.5  # the other branch first
+    assert step(ps, (1.0, 2.0)) == f(ps, (1.0, 2.0))
+    assert fg.jit(f, static_argnums=1)(ps, (1.0, 2.0)) == f(ps, (1.0, 2.0))
 
 
 def test_a_dot_over_values_of_several_vectors_concatenates_them():
@@ -663,7 +742,9 @@ def test_a_dot_over_values_of_several_vectors_concatenates_them():
 
     ps, xs = [0.1 * i for i in range(12)], (0.5, -1.0, 2.0)
     step = fg.jit(f, static_argnums=1)
-    assert "CONCAT((XS, " in step.source(ps, xs)
+    assert ("ACCUMULATE(CONCAT(((0.0,), CONCAT((XS, " if PLAIN else "PLAIN_DOT(CONCAT((XS, ") in step.source(
+        ps, xs
+    )
     close(step(ps, xs), f(ps, xs))
 
 
@@ -676,10 +757,22 @@ def test_reductions_of_the_parameters_keep_the_impls_signed_zeros():
 
     ps, xs = [-0.0] * 10 + [0.0] * 10, (1.0, 2.0)
     step = fg.jit(f, static_argnums=1)
-    assert "XS[0:10].sum(initial=-0.0)" in step.source(ps, xs)
-    assert "0.0 + float(XS[0:10] @ XS[10:20])" in step.source(ps, xs)
+    assert reduced_sum("XS[0:10]", "leaves[0:10]") in step.source(ps, xs)
+    assert reduced_dot(("XS[0:10]", "XS[10:20]"), ("leaves[0:10]", "leaves[10:20]")) in step.source(ps, xs)
     assert (
         [repr(v) for v in step(ps, xs)]
         == [repr(v) for v in f(ps, xs)]
         == ["-0.0", "0.0", "0.0", "0.0", "-0.0"]
     )
+
+
+def test_short_scalar_sums_in_numpy_code_give_the_eager_bits_on_every_python():
+    # From Python 3.12, builtins.sum of floats is compensated (the impl gives
+    # 1.0 here, 0.0 before): inline chains only where they are the impl's
+    # arithmetic, as in scalar jit.
+    f = _with_a_batch(
+        lambda ps: (fg.sum(ps[:3]), fg.dot(ps[:3], [1.0, 1.0, 1.0]), fg.dot(ps[:3], ps[:3], 1.0))
+    )
+    ps = [1e16, 1.0, -1e16]
+    step = fg.jit(f, static_argnums=1)
+    assert [repr(v) for v in step(ps, (1.0, 2.0))] == [repr(v) for v in f(ps, (1.0, 2.0))]

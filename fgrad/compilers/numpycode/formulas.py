@@ -8,6 +8,7 @@ scalar ``impl``. Arithmetic is written inline in both.
 from __future__ import annotations
 
 from fgrad.compilers.numpycode.writer import CodeWriter
+from fgrad.compilers.pysource import _PLAIN_SUM
 from fgrad.engine.core import Primitive
 from fgrad.primitives import arith, ops
 from fgrad.transforms.batching import bcast_p, data_p, index_p, stack_p
@@ -30,9 +31,12 @@ def formula(prim: Primitive, t: list[str], batch: bool, mask: Primitive, code: C
         return f"{t[0]} {'+' if prim is arith.add else '-' if prim is arith.sub else '*'} {t[1]}"
     if prim is arith.neg:
         return f"-{t[0]}"
-    if prim is arith.sum_p and t and len(t) <= MAX_INLINE_TERMS:
+    # (A scalar sum inline only where it is the impl's arithmetic: from
+    # Python 3.12 on, builtins.sum of floats is compensated.)
+    inline = batch or _PLAIN_SUM
+    if prim is arith.sum_p and t and len(t) <= MAX_INLINE_TERMS and inline:
         return " + ".join(t)
-    if prim is arith.dot_p and len(t) <= 2 * MAX_INLINE_TERMS + 1:
+    if prim is arith.dot_p and len(t) <= 2 * MAX_INLINE_TERMS + 1 and inline:
         n = len(t) // 2
         terms = [t[-1] if len(t) % 2 else "0.0"]  # from 0.0 without a bias, as the impl starts
         return " + ".join(terms + [f"{t[i]} * {t[n + i]}" for i in range(n)]) or "0.0"

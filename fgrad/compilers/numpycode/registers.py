@@ -14,7 +14,7 @@ from typing import Any
 
 from fgrad.compilers.numpycode.writer import CodeWriter
 
-__all__ = ["INPUTS", "Ref", "Registers", "key_of", "return_tuple", "vector_of"]
+__all__ = ["INPUTS", "Ref", "Registers", "key_of", "list_of", "return_tuple"]
 
 Ref = tuple[str, Any]
 
@@ -48,6 +48,7 @@ class Registers:
         # With float inputs only (no batches among them), the inputs live in
         # the vector INPUTS, so that groups read them by one fancy index.
         self.float_inputs = float_inputs and n_inputs > 0
+        self.n_inputs = n_inputs
         if self.float_inputs:
             for k in range(n_inputs):
                 self.homes[f"x{k}"] = (INPUTS, k, n_inputs, True)
@@ -138,10 +139,18 @@ class Registers:
         return out
 
 
-def vector_of(regs: Registers, refs: tuple[Ref, ...]) -> str | None:
-    """The vector of the scalar registers ``refs`` if they all live in
-    vectors (one gather, from one vector or the concatenation of a few),
-    else None."""
+def list_of(regs: Registers, refs: tuple[Ref, ...], vector: bool = False) -> str | None:
+    """The scalar registers ``refs`` as a list of floats (with ``vector``, a
+    numpy vector) if they all live in vectors, else None: a run of inputs in
+    order is a slice of ``leaves`` (all of them ``leaves`` itself); others
+    are one gather, from one vector or the concatenation of a few, and
+    ``tolist``."""
+    index = regs.input_index(refs)
+    if index is not None and index == list(range(index[0], index[0] + len(index))):
+        a, b = index[0], index[0] + len(index)
+        if vector:
+            return regs.gather(INPUTS, index, regs.n_inputs)
+        return "leaves" if (a, b) == (0, regs.n_inputs) else f"leaves[{a}:{b}]"
     homes: list[tuple[str, int, int, bool]] = []
     for r in refs:
         h = regs.homes.get(r[1]) if r[0] == "var" else None
@@ -155,10 +164,11 @@ def vector_of(regs: Registers, refs: tuple[Ref, ...]) -> str | None:
             names[h[0]] = at
             at += h[2]
     index = [names[h[0]] + h[1] for h in homes]
+    tolist = "" if vector else ".tolist()"
     if len(names) == 1:
-        return regs.gather(next(iter(names)), index, at)
+        return f"{regs.gather(next(iter(names)), index, at)}{tolist}"
     joined = f"CONCAT(({''.join(v + ', ' for v in names)}))"
-    return f"{joined}[{regs.text(('const', regs.np.array(index)))}]"
+    return f"{joined}[{regs.text(('const', regs.np.array(index)))}]{tolist}"
 
 
 def return_tuple(regs: Registers, refs: list[Ref]) -> str:

@@ -13,9 +13,10 @@ from typing import Any
 
 from fgrad.compilers.numpycode.formulas import formula
 from fgrad.compilers.numpycode.matrices import BatchSums, LayerDots
-from fgrad.compilers.numpycode.registers import Ref, Registers, vector_of
+from fgrad.compilers.numpycode.registers import Ref, Registers, list_of
 from fgrad.compilers.numpycode.rows import FEW_TERMS, RowStatements
 from fgrad.compilers.numpycode.writer import CodeWriter
+from fgrad.compilers.pysource import _PLAIN_SUM
 from fgrad.engine.core import Primitive
 from fgrad.primitives import arith
 
@@ -88,25 +89,30 @@ class Scheduler:
 
     def reduction(self, prim: Primitive, args: tuple[Ref, ...]) -> str | None:
         """A long scalar dot or sum whose terms live in vectors (the
-        parameters, their gradients: an L2 penalty) as one numpy reduction
-        over gathers of them, or None. As the impls do, a sum starts from its
-        first term and a dot from its bias or 0.0."""
+        parameters, their gradients: an L2 penalty) as one loop over them, or
+        None. It is the impl's arithmetic, left to right from the first term
+        (a dot from its bias or 0.0), so its bits are the eager ones: a guard
+        on it holds as traced, and an overflow or a cancellation comes out as
+        it did eagerly. Before Python 3.12 that is numpy's ``add.accumulate``
+        over a vector; from 3.12 on, ``builtins.sum`` of floats is
+        compensated, and the code calls it over lists as the impl does."""
         regs = self.regs
+        vector = _PLAIN_SUM
         if prim is arith.sum_p:
-            if len(args) < FEW_TERMS:
+            terms = list_of(regs, args, vector) if len(args) >= FEW_TERMS else None
+            if terms is None:
                 return None
-            terms = vector_of(regs, args)
-            # (-0.0, the identity of IEEE addition: numpy's sum starts from
-            # 0.0 and would turn a sum of -0.0 terms into 0.0)
-            return None if terms is None else f"float({terms}.sum(initial=-0.0))"
+            return f"float(ACCUMULATE({terms})[-1])" if vector else f"PLAIN_SUM({terms})"
         n = len(args) // 2
         if n < FEW_TERMS:
             return None
-        left, right = vector_of(regs, args[:n]), vector_of(regs, args[n : 2 * n])
+        left, right = list_of(regs, args[:n], vector), list_of(regs, args[n : 2 * n], vector)
         if left is None or right is None:
             return None
         start = regs.text(args[-1]) if len(args) % 2 else "0.0"
-        return f"{start} + float({left} @ {right})"
+        if vector:
+            return f"float(ACCUMULATE(CONCAT((({start},), {left} * {right})))[-1])"
+        return f"PLAIN_DOT({left}, {right}, {start})"
 
     def flush_all(self) -> None:
         """Emits every group, then the deferred statements level by level."""

@@ -7,12 +7,20 @@ namespace the source runs in maps those names to the objects.
 
 from __future__ import annotations
 
+import builtins
+import operator
 from collections.abc import Callable
 from typing import Any
 
 from fgrad.primitives import arith
+from fgrad.primitives.reductions import _plain_sum
 
 __all__ = ["CodeWriter"]
+
+
+def _plain_dot(ws: list[float], xs: list[float], start: Any) -> Any:
+    """A dot's impl over two lists: the same ``builtins.sum`` over ``map(mul)``."""
+    return builtins.sum(map(operator.mul, ws, xs), start)
 
 
 class CodeWriter:
@@ -28,6 +36,9 @@ class CodeWriter:
             "MAXIMUM": np.maximum,
             "FULL": np.full,
             "FROMITER": np.fromiter,
+            "ACCUMULATE": np.add.accumulate,
+            "PLAIN_SUM": _plain_sum,
+            "PLAIN_DOT": _plain_dot,
             "FLOAT": float,
             "DOT": np.dot,
             "GUARD": guard_error,
