@@ -10,6 +10,7 @@ unbounded in any order.
 from __future__ import annotations
 
 import math
+import random
 import sys
 
 import pytest
@@ -776,3 +777,74 @@ def test_short_scalar_sums_in_numpy_code_give_the_eager_bits_on_every_python():
     ps = [1e16, 1.0, -1e16]
     step = fg.jit(f, static_argnums=1)
     assert [repr(v) for v in step(ps, (1.0, 2.0))] == [repr(v) for v in f(ps, (1.0, 2.0))]
+
+
+def test_a_guard_on_a_value_numpy_sums_in_its_own_order_compiles_the_loop():
+    # A batch's mean (numpy's pairwise sum), a layer's outputs (a matrix
+    # product), a weight gradient (A @ B.T): numpy code agrees with the trace
+    # to rounding only, so a comparison on them, or on anything computed from
+    # them, could come out otherwise next to its threshold. jit compiles such
+    # a program with vmap's loop, whose scalar code gives the trace's bits.
+    model = MLP.init([2, 4, 1], seed=0)
+    xs, ys = moons(16, noise=0.1, seed=0)
+    xs, ys = tuple(map(tuple, xs)), tuple(ys)
+
+    def on_the_mean(w, xs):
+        m = fg.mean(fg.vmap(lambda x: fg.tanh(w * x))(xs))
+        return m * (2.0 if m > 0.1 else -1.0)
+
+    def on_the_loss(model, xs, ys):
+        value = vmap_loss(model, xs, ys)
+        return value * 2.0 if value < 1.0 else value
+
+    def on_a_gradient(w, xs):
+        g = fg.grad(lambda w: fg.mean(fg.vmap(lambda x: fg.tanh(w * x))(xs)))(w)
+        return g if g > 0.5 else -g
+
+    for f, args in (
+        (on_the_mean, [(0.3, (0.1, 0.5, 0.9)), (-2.0, (0.1, 0.5, 0.9)), (0.05, (1.0, 2.0))]),
+        (on_the_loss, [(model, xs, ys)]),
+        (on_a_gradient, [(0.3, (0.1, 0.5, 0.9)), (3.0, (0.1, 0.5, 0.9))]),
+    ):
+        static = tuple(range(1, len(args[0])))
+        step = fg.jit(f, static_argnums=static)
+        for a in args:
+            assert "over the batch" not in step.source(*a)
+            assert repr(step(*a)) == repr(f(*a))
+    grads = fg.jit(fg.grad(on_the_mean), static_argnums=1)
+    assert grads(0.3, (0.1, 0.5, 0.9)) == fg.grad(on_the_mean)(0.3, (0.1, 0.5, 0.9))
+
+
+def test_guards_on_parameters_and_exact_values_keep_the_numpy_code():
+    def f(w, xs):
+        scale = 2.0 if w > 0 else -1.0  # on a parameter
+        out = fg.vmap(lambda x: fg.tanh(w * x) * scale)(xs)
+        first = list(out)[0]  # one example's value: computed as the trace computed it
+        return fg.sum(list(out)) if first < 0.5 else -first
+
+    step = fg.jit(f, static_argnums=1)
+    for w in (0.7, -0.4, 3.0):
+        assert "over the batch" in step.source(w, (0.1, 0.5, 0.9))
+        close(step(w, (0.1, 0.5, 0.9)), f(w, (0.1, 0.5, 0.9)))
+
+
+def test_a_guard_at_the_threshold_of_a_layers_matrix_product():
+    # Regression: the trace takes the batch's mean as the dots' impl adds,
+    # numpy code as OpenBLAS's matrix product does; with the threshold at the
+    # traced value, the path just traced refused its own arguments ("jit
+    # internal error"). Data found by a search (the second of seed 1's draws).
+    rng = random.Random(1)
+    for _ in range(2):
+        ws = [rng.gauss(0, 1) for _ in range(12)]
+        xs = tuple(tuple(rng.gauss(0, 1) for _ in range(12)) for _ in range(5))
+
+    def mean_of(ws, xs):
+        return fg.mean(fg.vmap(lambda x: fg.dot(ws, x))(xs))
+
+    threshold = mean_of(ws, xs)
+
+    def f(ws, xs):
+        m = mean_of(ws, xs)
+        return m * 2.0 if m < threshold else m
+
+    assert repr(fg.jit(f, static_argnums=1)(ws, xs)) == repr(f(ws, xs)) == repr(threshold)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 from fgrad.engine import core
 from fgrad.engine.core import Expr, bind, make_node
@@ -49,7 +49,9 @@ from fgrad.transforms.batching import (
     unstack,
 )
 
-__all__ = ["vmap", "Batched"]
+__all__ = ["vmap", "Batched", "looping"]
+
+T = TypeVar("T")
 
 BACKENDS = ("auto", "loop")
 
@@ -156,6 +158,15 @@ def _example(args: Sequence[Any], axes: Sequence[int | None], i: int) -> list[An
 # function may close over the outer batch, which numpy would pair up with its
 # own examples element by element).
 _inside: ContextVar[bool] = ContextVar("fgrad_inside_batched_vmap", default=False)
+# True while jit traces a program again whose guards need the trace's exact
+# values (``fgrad.compilers.numpycode.exactness``): every vmap runs its loop.
+_loop_only: ContextVar[bool] = ContextVar("fgrad_vmap_loop_only", default=False)
+
+
+def looping(body: Callable[[], T]) -> T:
+    """``body()`` with every vmap in it running its loop."""
+    saved = _loop_only.get()
+    return protected(lambda: _loop_only.set(True), body, lambda: _loop_only.set(saved))
 
 
 def _exact_double(x: Any) -> bool:
@@ -182,6 +193,7 @@ def _can_batch() -> bool:
         and stack[0].live
         and not core.DEBUG_NANS
         and not _inside.get()
+        and not _loop_only.get()
         and have_numpy()
     )
 

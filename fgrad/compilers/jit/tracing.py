@@ -16,10 +16,12 @@ from fgrad.compilers.codegen import compile_trace
 from fgrad.compilers.jit.calls import Layout, arguments_from, name_of
 from fgrad.compilers.jit.edges import TracedArray, check_outputs, leaf_path
 from fgrad.compilers.jit.paths import CompiledPath
+from fgrad.compilers.numpycode.exactness import InexactGuard
 from fgrad.compilers.treegen import unflattener
 from fgrad.engine.core import make_node
 from fgrad.engine.trace import Trace, traced
 from fgrad.engine.tree import tree_flatten
+from fgrad.transforms.vmap import looping
 
 __all__ = ["trace_path"]
 
@@ -50,4 +52,9 @@ def trace_path(
         run, source, n_guards = compile_trace(tr, nodes, outs, name_of(fun), max_ops)
         return CompiledPath(run, out_td, source, n_guards, unflattener(out_td))
 
-    return traced("jit", body)
+    try:
+        return traced("jit", body)
+    except InexactGuard:
+        # A guard on a value numpy code computes in its own order: the loop's
+        # scalar code computes it as the trace does.
+        return looping(lambda: traced("jit", body))
