@@ -814,6 +814,13 @@ def test_a_guard_on_a_value_numpy_sums_in_its_own_order_compiles_the_loop():
     grads = fg.jit(fg.grad(on_the_mean), static_argnums=1)
     assert grads(0.3, (0.1, 0.5, 0.9)) == fg.grad(on_the_mean)(0.3, (0.1, 0.5, 0.9))
 
+    def branch_free(w, xs):  # what the README suggests instead: stays on numpy
+        return fg.minimum(fg.mean(fg.vmap(lambda x: fg.tanh(w * x))(xs)), 0.1) * 2.0
+
+    step = fg.jit(branch_free, static_argnums=1)
+    assert "over the batch" in step.source(0.3, (0.1, 0.5, 0.9))
+    close(step(0.3, (0.1, 0.5, 0.9)), branch_free(0.3, (0.1, 0.5, 0.9)))
+
 
 def test_guards_on_parameters_and_exact_values_keep_the_numpy_code():
     def f(w, xs):
