@@ -4,7 +4,7 @@ Profiles (choose with HYPOTHESIS_PROFILE=...): ``dev`` (default locally),
 ``ci`` (default when CI is set: 200 examples per property, no deadline,
 derandomised so a run is reproducible), ``thorough`` (tens of thousands of examples).
 
-Scale tests read ``SCALE``: small by default, full size with FGRAD_SLOW=1.
+Scale tests read ``SLOW``: small by default, full size with FGRAD_SLOW=1.
 """
 
 from __future__ import annotations
