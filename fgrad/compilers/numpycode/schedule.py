@@ -53,9 +53,13 @@ class Scheduler:
         used = ins[3] if ins[0] == "op" else ins[2:4]
         # Nothing moves ahead of a waiting guard: a statement after it may
         # only be valid when it holds (a user's impl can raise on a domain).
-        blocked = self.guard_waiting or any(
-            r[0] == "var" and (r[1] in self.pending or r[1] in self.waiting) for r in used
-        )
+        blocked = self.guard_waiting
+        if not blocked:
+            pending, waiting = self.pending, self.waiting
+            for r in used:  # (a loop, not any(): this runs once per statement)
+                if r[0] == "var" and (r[1] in pending or r[1] in waiting):
+                    blocked = True
+                    break
         group = self.groups.get(ins[2]) if ins[0] == "op" else None
         if group is not None and group.takes(ins[1], ins[2], ins[3]):
             if blocked:
@@ -144,10 +148,15 @@ def levels(statements: list[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
     level: dict[str, int] = {}
     by_level: dict[int, list[tuple[Any, ...]]] = {}
     barrier = -1
+    get = level.get
     for ins in statements:
         used = ins[3] if ins[0] == "op" else ins[2:4]
-        lv = 1 + max((level.get(r[1], -1) for r in used if r[0] == "var"), default=barrier)
-        lv = max(lv, barrier + 1)
+        lv = barrier + 1
+        for r in used:
+            if r[0] == "var":
+                at = get(r[1], -1) + 1
+                if at > lv:
+                    lv = at
         if ins[0] == "op":
             level[ins[1]] = lv
         else:
