@@ -855,3 +855,20 @@ def test_a_guard_at_the_threshold_of_a_layers_matrix_product():
         return m * 2.0 if m < threshold else m
 
     assert repr(fg.jit(f, static_argnums=1)(ws, xs)) == repr(f(ws, xs)) == repr(threshold)
+
+
+@pytest.mark.parametrize("extra", [1, 3, 8, 9, 20])
+def test_outputs_from_vectors_with_others_between_them(extra):
+    # The vectors' outputs come back as one list with the few others inserted
+    # in place (up to 8), or as a tuple of runs.
+    def f(ps, xs):
+        total = fg.sum(list(fg.vmap(lambda x: x * ps[0])(xs)))
+        moved = [p * 0.5 - 1.0 for p in ps]
+        singles = [total + k for k in range(extra)]
+        return singles[:1], moved[:10], singles[1 : extra // 2 + 1], moved[10:], singles[extra // 2 + 1 :]
+
+    ps, xs = [0.1 * i - 1.0 for i in range(30)], (1.0, 2.0, 3.0)
+    step = fg.jit(f, static_argnums=1)
+    assert "over the batch" in step.source(ps, xs)
+    for _ in range(2):
+        assert step(ps, xs) == f(ps, xs)

@@ -78,7 +78,7 @@ def compile_batched(
     for ins in program:
         schedule.emit(ins)
     schedule.flush_all()
-    code.put(f"return ({return_tuple(schedule.regs, returns)})")
+    code.put(f"return {return_tuple(schedule.regs, returns)}")
     if float_inputs and any(_reads_inputs.search(line) for line in code.lines):
         code.lines.insert(0, f"    {INPUTS} = FROMITER(leaves, FLOAT, {n_inputs})")
     code.lines.insert(0, header)
