@@ -45,7 +45,7 @@ __all__ = ["unflattener", "flattener", "FlattenCache", "MAX_LEAVES", "MIN_LEAVES
 MIN_LEAVES = 16
 # What the caches below may hold in all: the leaves of their structures
 # (their compiled code is about as big).
-MAX_CACHED_LEAVES = 200_000
+MAX_CACHED_LEAVES = 600_000  # (two structures of MAX_LEAVES)
 
 
 # tree_flatten / tree_unflatten's cache --------------------------------------
