@@ -109,6 +109,9 @@ def test_overhead_benchmark_reports_every_part():
     result = load("overhead").main(["--number", "2", "--repeats", "1"])
     assert set(result) == {"step", "flatten and key", "compiled code", "rebuild", "eager sgd update + apply"}
     assert all(us > 0 for us in result.values())
+    result = load("overhead").main(["--number", "1", "--repeats", "1", "--width", "4", "--optimizer", "adam"])
+    assert set(result) == {"step", "flatten and key", "compiled code", "rebuild", "eager adam update + apply"}
+    assert all(us > 0 for us in result.values())
 
 
 def test_mlp_scaling_benchmark_agrees_with_numpy_and_reports(tmp_path):
