@@ -77,18 +77,25 @@ def test_very_large_structures_keep_the_general_walk() -> None:
     assert treegen.unflattener(td) is None and treegen.flattener(td) is None
 
 
-def test_large_structures_are_compiled_only_when_their_leaves_sit_in_few_containers() -> None:
-    # (a walk's source grows with the containers: 100,000 one-key dicts took
-    # 13 s and 2.7 GB to compile)
+def test_structures_are_compiled_only_when_their_walks_are_short() -> None:
+    # A walk's source grows with its items (containers, children that are not
+    # a run of leaves, static fields), not its leaves: 100,000 one-key dicts
+    # took 13 s and 2.7 GB to compile, 3,999 dataclasses of 75 fields 4.6 s.
+    import dataclasses
+
     from fgrad.compilers.treegen import source
 
-    n = source.FEW_LEAVES + 1
-    many = fg.tree_structure([{"x": 0.5} for _ in range(n)])
-    few = fg.tree_structure([[0.5] * (n // 10) for _ in range(10)])
+    k = source.MAX_ITEMS // 3  # one-key dicts: three items each (itself, its leaf, its place in the list)
+    assert treegen.flattener(fg.tree_structure([{"x": 0.5} for _ in range(k - 1)])) is not None
+    many = fg.tree_structure([{"x": 0.5} for _ in range(k + 1)])
     assert treegen.flattener(many) is None and treegen.unflattener(many) is None
-    assert treegen.flattener(few) is not None and treegen.unflattener(few) is not None
-    small = fg.tree_structure([{"x": 0.5} for _ in range(source.FEW_LEAVES // 4)])
-    assert treegen.flattener(small) is not None  # as before: up to FEW_LEAVES, any shape
+    wide = dataclasses.make_dataclass("Wide", [(f"f{i}", float) for i in range(75)], frozen=True)
+    fields = fg.tree_structure([wide(*[0.5] * 75) for _ in range(source.MAX_ITEMS // 76 + 1)])
+    assert treegen.unflattener(fields) is None and treegen.flattener(fields) is None
+    vectors = fg.tree_structure([[0.5] * 1000 for _ in range(250)])  # 250,000 leaves in runs
+    assert treegen.flattener(vectors) is not None and treegen.unflattener(vectors) is not None
+    leaves = fg.tree_leaves([[0.5 + i] * 1000 for i in range(250)])
+    assert treegen.unflattener(vectors)(leaves) == fg.tree_unflatten(vectors, leaves)
 
 
 def test_jit_serves_changing_structures_and_static_values() -> None:

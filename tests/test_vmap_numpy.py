@@ -780,39 +780,52 @@ def test_short_scalar_sums_in_numpy_code_give_the_eager_bits_on_every_python():
 
 
 def test_a_guard_on_a_value_numpy_sums_in_its_own_order_compiles_the_loop():
-    # A batch's mean (numpy's pairwise sum), a layer's outputs (a matrix
-    # product), a weight gradient (A @ B.T): numpy code agrees with the trace
-    # to rounding only, so a comparison on them, or on anything computed from
-    # them, could come out otherwise next to its threshold. jit compiles such
-    # a program with vmap's loop, whose scalar code gives the trace's bits.
+    # A layer's outputs (a matrix product) agree with the trace to rounding
+    # only, so a comparison on them, or on anything computed from them (the
+    # loss), could come out otherwise next to its threshold. jit compiles
+    # such a program with vmap's loop, whose scalar code gives the trace's
+    # bits. A batch's mean and a lone weight gradient are numpy's sum and
+    # dot in the trace too: their guards keep the numpy code, and decide as
+    # the trace did even at its own values (which agree with the loop's to
+    # rounding).
     model = MLP.init([2, 4, 1], seed=0)
     xs, ys = moons(16, noise=0.1, seed=0)
     xs, ys = tuple(map(tuple, xs)), tuple(ys)
-
-    def on_the_mean(w, xs):
-        m = fg.mean(fg.vmap(lambda x: fg.tanh(w * x))(xs))
-        return m * (2.0 if m > 0.1 else -1.0)
 
     def on_the_loss(model, xs, ys):
         value = vmap_loss(model, xs, ys)
         return value * 2.0 if value < 1.0 else value
 
-    def on_a_gradient(w, xs):
-        g = fg.grad(lambda w: fg.mean(fg.vmap(lambda x: fg.tanh(w * x))(xs)))(w)
-        return g if g > 0.5 else -g
+    step = fg.jit(on_the_loss, static_argnums=(1, 2))
+    assert "over the batch" not in step.source(model, xs, ys)
+    assert repr(step(model, xs, ys)) == repr(on_the_loss(model, xs, ys))
+    assert step.cache_info().traces == 2  # with numpy, then with the loop
 
-    for f, args in (
-        (on_the_mean, [(0.3, (0.1, 0.5, 0.9)), (-2.0, (0.1, 0.5, 0.9)), (0.05, (1.0, 2.0))]),
-        (on_the_loss, [(model, xs, ys)]),
-        (on_a_gradient, [(0.3, (0.1, 0.5, 0.9)), (3.0, (0.1, 0.5, 0.9))]),
-    ):
-        static = tuple(range(1, len(args[0])))
-        step = fg.jit(f, static_argnums=static)
-        for a in args:
-            assert "over the batch" not in step.source(*a)
-            assert repr(step(*a)) == repr(f(*a))
+    def mean(w, xs):
+        return fg.mean(fg.vmap(lambda x: fg.tanh(w * x))(xs))
+
+    def gradient(w, xs):
+        return fg.grad(mean)(w, xs)
+
+    for reduce in (mean, gradient):
+        for w, data in ((0.3, (0.1, 0.5, 0.9)), (-2.0, (0.1, 0.5, 0.9)), (0.05, (1.0, 2.0))):
+            at = fg.jit(reduce, static_argnums=1)(w, data)  # numpy's value
+            assert at == pytest.approx(reduce(w, data), rel=1e-12)  # the loop's, to rounding
+
+            def f(w, xs, reduce=reduce, at=at):
+                m = reduce(w, xs)
+                return m * 2.0 if m < at else -m  # the threshold at the traced value
+
+            step = fg.jit(f, static_argnums=1)
+            assert "over the batch" in step.source(w, data)
+            assert step(w, data) == -at
+
+    def on_the_mean(w, xs):
+        m = mean(w, xs)
+        return m * (2.0 if m > 0.1 else -1.0)
+
     grads = fg.jit(fg.grad(on_the_mean), static_argnums=1)
-    assert grads(0.3, (0.1, 0.5, 0.9)) == fg.grad(on_the_mean)(0.3, (0.1, 0.5, 0.9))
+    close(grads(0.3, (0.1, 0.5, 0.9)), fg.grad(on_the_mean)(0.3, (0.1, 0.5, 0.9)))
 
     def branch_free(w, xs):  # what the README suggests instead: stays on numpy
         return fg.minimum(fg.mean(fg.vmap(lambda x: fg.tanh(w * x))(xs)), 0.1) * 2.0
@@ -872,3 +885,37 @@ def test_outputs_from_vectors_with_others_between_them(extra):
     assert "over the batch" in step.source(ps, xs)
     for _ in range(2):
         assert step(ps, xs) == f(ps, xs)
+
+
+def test_a_guard_on_a_lone_scalar_function_keeps_the_numpy_code():
+    # A floored learning-rate schedule: Python's max on a traced count is a
+    # guard, on a pow the code computes by its impl, as the trace did.
+    def f(k, ws, xs):
+        lr = max(0.01 * 0.99**k, 1e-4)
+        return lr * fg.sum(list(fg.vmap(lambda x: fg.dot(ws, x))(xs)))
+
+    data = ((1.0, 2.0), (3.0, 4.0), (5.0, 6.0))
+    step = fg.jit(f, static_argnums=2)
+    for k in (0.0, 3.0, 458.0, 459.0, 500.0):
+        assert "over the batch" in step.source(k, [0.1, 0.2], data)
+        assert repr(step(k, [0.1, 0.2], data)) == repr(f(k, [0.1, 0.2], data))
+
+
+def test_a_numpy_version_writing_into_a_shared_constant_fails_instead_of_drifting():
+    # Constants of the compiled code (a vector of them here) serve every
+    # call: a primitive's numpy version that writes into its argument gets
+    # numpy's read-only error, where it used to change the next call's result.
+    def writes(a, b):
+        b = np.asarray(b)
+        b += a
+        return b
+
+    addp = fg.Primitive("addp", impl=lambda a, b: a + b, vectorized=writes)
+
+    def h(ps, xs):
+        s = fg.sum(list(fg.vmap(lambda x: x * ps[0])(xs)))
+        return s, [addp(p, c) for p, c in zip(ps, [1.0, 2.0, 3.0, 4.0])]
+
+    step = fg.jit(h, static_argnums=1)
+    with pytest.raises(ValueError, match="read-only"):
+        step([0.1, 0.2, 0.3, 0.4], (1.0, 2.0))

@@ -17,7 +17,6 @@ from typing import Any
 
 from fgrad.compilers.codetable import GuardFailed, _table
 from fgrad.compilers.numpycode import compile_batched
-from fgrad.compilers.numpycode.exactness import InexactGuard, inexact_guard
 from fgrad.compilers.pysource import MASK, Emitter, Ref, pieces_of, safe_name, statement
 from fgrad.engine.core import Expr, _is_array
 from fgrad.engine.trace import Trace
@@ -104,8 +103,6 @@ def compile_trace(
     program = _fuse_masks(program, returns)
     n_ops = sum(1 for ins in program if ins[0] == "op")
     if batched:
-        if inexact_guard(program, batched) is not None:
-            raise InexactGuard  # (jit traces it again with vmap's loop)
         header = (
             f"def compiled(leaves):  # jit: {len(inputs)} inputs, {n_ops} operations "
             f"({len(batched)} over the batch), {len(seen_guards)} guards"

@@ -36,6 +36,7 @@ class CompiledPath:
     source: str
     n_guards: int
     build: Callable[[Sequence[Any]], Any] | None  # the outputs' compiled unflatten
+    traces: int = 1  # times f was traced for it (2: again with vmap's loop)
 
 
 class PathCache:
@@ -97,7 +98,7 @@ class PathCache:
 
     def _add(self, key: Key, path: CompiledPath) -> None:
         self.misses += 1
-        self.traces += 1
+        self.traces += path.traces
         self.counter += 1
         pid = (key, self.counter)
         while len(self.paths) >= self.size:  # room first: interrupted, the bound still holds

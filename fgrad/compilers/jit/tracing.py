@@ -9,6 +9,7 @@ trace into code: compiled source, or a table-driven program above
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -57,4 +58,4 @@ def trace_path(
     except InexactGuard:
         # A guard on a value numpy code computes in its own order: the loop's
         # scalar code computes it as the trace does.
-        return looping(lambda: traced("jit", body))
+        return dataclasses.replace(looping(lambda: traced("jit", body)), traces=2)

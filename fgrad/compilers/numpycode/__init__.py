@@ -45,6 +45,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from fgrad.compilers.numpycode.exactness import InexactGuard, inexact_guard
 from fgrad.compilers.numpycode.registers import INPUTS, Ref, return_tuple
 from fgrad.compilers.numpycode.schedule import Scheduler
 from fgrad.engine.core import Primitive
@@ -79,6 +80,8 @@ def compile_batched(
         schedule.emit(ins)
     schedule.flush_all()
     code.put(f"return {return_tuple(schedule.regs, returns)}")
+    if inexact_guard(program, schedule.regs.inexact) is not None:
+        raise InexactGuard  # (jit traces the program again with vmap's loop)
     if float_inputs and any(_reads_inputs.search(line) for line in code.lines):
         code.lines.insert(0, f"    {INPUTS} = FROMITER(leaves, FLOAT, {n_inputs})")
     code.lines.insert(0, header)

@@ -88,6 +88,7 @@ class LayerDots:
             code.put(f"{z} += ARRAY(({biases}))[:, None]")
         for k, (var, _, _) in enumerate(members):
             regs.place(var, z, k, len(members), False)
+            regs.inexact.add(var)  # (BLAS's order, not the dot's)
 
 
 class BatchSums:
@@ -155,6 +156,7 @@ class BatchSums:
             q = len(rights)
             for var, a, b in block:
                 regs.place(var, m, li[key_of(a)] * q + ri[key_of(b)], len(lefts) * q, True)
+                regs.inexact.add(var)
 
     def emit_sums(self, sums: list[tuple[str, Ref]]) -> None:
         regs, code = self.regs, self.code
@@ -168,3 +170,4 @@ class BatchSums:
         code.put(f"{s} = {regs.stack(tuple(r for _, r in sums))}.sum(axis=1)")
         for k, (var, _) in enumerate(sums):
             regs.place(var, s, k, len(sums), True)
+            regs.inexact.add(var)

@@ -45,6 +45,9 @@ class Registers:
         # Members of a group not emitted yet (member register -> its group's
         # kind): their values do not exist until the group is flushed.
         self.pending: dict[str, str] = {}
+        # Registers a group computes otherwise than the trace did, to rounding
+        # (see ``numpycode.exactness``): guards on them need the loop.
+        self.inexact: set[str] = set()
         # With float inputs only (no batches among them), the inputs live in
         # the vector INPUTS, so that groups read them by one fancy index.
         self.float_inputs = float_inputs and n_inputs > 0

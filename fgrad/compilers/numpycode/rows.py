@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fgrad.compilers.numpycode.exactness import exact_in_rows
 from fgrad.compilers.numpycode.formulas import formula
 from fgrad.compilers.numpycode.registers import Registers, key_of
 from fgrad.engine.core import Primitive
@@ -105,7 +106,10 @@ class RowStatements:
         out = self.code.temp()
         self.code.put(f"{out} = {formula(key[0], texts, True, self.mask, self.code)}")
         homes, virtual = regs.homes, regs.virtual  # (``regs.place``; members are never pending)
+        exact = exact_in_rows(key[0], scalar)
         for j, ins in enumerate(members):
             homes[ins[1]] = (out, j, n, scalar)
             virtual.add(ins[1])
+            if not exact:
+                regs.inexact.add(ins[1])
         return True

@@ -47,6 +47,7 @@ class CodeWriter:
             "INF": float("inf"),
         }
         self.fresh = 0
+        self.ndarray = np.ndarray
 
     def put(self, line: str) -> None:
         """One statement of the function's body."""
@@ -73,5 +74,11 @@ class CodeWriter:
             return f"({x!r})"
         if type(x) is int and -(2**63) <= x < 2**63:  # (repr refuses ints of 4300+ digits)
             return f"({x!r})"
+        if isinstance(x, self.ndarray) and x.flags.writeable:
+            # Shared by every call: read-only, so that a primitive's numpy
+            # version writing into its argument fails instead of changing
+            # the next call's constants.
+            x = x.view()
+            x.flags.writeable = False
         self.consts.append(x)
         return f"K[{len(self.consts) - 1}]"

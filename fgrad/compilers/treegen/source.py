@@ -19,23 +19,22 @@ from fgrad.engine.tree import TreeDef
 from fgrad.engine.tree.kinds import _Ordered, _Rebuild, _trusted
 from fgrad.engine.tree.shape import _Leaves
 
-__all__ = ["Source", "compilable", "ordered_dict", "MAX_LEAVES", "MAX_DEPTH"]
+__all__ = ["Source", "compilable", "ordered_dict", "MAX_LEAVES", "MAX_ITEMS", "MAX_DEPTH"]
 
-# Larger structures keep the generic walk. The size of a walk's source (and
-# CPython's memory compiling it) grows with the containers, not the leaves: a
-# list of 100,000 one-key dicts took 13 s and 2.7 GB to compile. So up to
-# MAX_LEAVES leaves in all, and beyond FEW_LEAVES only for structures of at
-# most FEW_CONTAINERS containers, whose leaves sit in a few long vectors: the
-# walks of a 2-256-256-1 model (66,817 leaves, 1,030 containers) compile in
-# about 0.1 s each and took its vmap step under jit from 40 to 28 ms; with
-# adam's two moments beside it (200,452 leaves, 3,104 containers) the step
-# went from 80 to 50 ms at batch 100 (one run each). The worst shape these bounds let through, 3,999
-# dicts of 75 floats, compiles both walks in 0.8 s and 190 MB.
+# Larger structures keep the generic walk. A walk's source has a line or an
+# expression per container, per child that is not part of a run of leaves,
+# and per dataclass field (static ones too); its size (and CPython's time and
+# memory compiling it) is that count of items, not the leaves: 3,999
+# dataclasses of 75 float fields took 4.6 s and 1.4 GB, a list of 100,000
+# one-key dicts 13 s and 2.7 GB. So at most MAX_ITEMS of them (the worst
+# shapes then compile both walks in 0.3-0.9 s and 100-200 MB), and at most
+# MAX_LEAVES leaves (the caches count leaves). A 2-256-256-1 model with adam's
+# two moments beside it (200,452 leaves, 10,829 items) is compiled: its
+# vmap step under jit went from 80 to 50 ms at batch 100 (one run each).
 # Deeper structures keep the generic walk too: no model is nested that deep,
 # and the code generators recurse.
 MAX_LEAVES = 300_000
-FEW_LEAVES = 20_000
-FEW_CONTAINERS = 4_000
+MAX_ITEMS = 20_000
 MAX_DEPTH = 100
 
 _object_new = object.__new__
@@ -109,14 +108,9 @@ def compilable(td: TreeDef, flatten: bool) -> bool:
     if not isinstance(td, TreeDef) or td.num_leaves > MAX_LEAVES:
         return False
     stack = [(td, 1)]
-    containers = 0
-    many = td.num_leaves > FEW_LEAVES
+    items = 0
     while stack:
         t, depth = stack.pop()
-        if isinstance(t, TreeDef) and t.kind != "leaf":
-            containers += 1
-            if many and containers > FEW_CONTAINERS:
-                return False
         if not isinstance(t, TreeDef) or t.kind not in _KINDS or depth > MAX_DEPTH:
             return False
         if t.kind == "leaf":
@@ -129,6 +123,12 @@ def compilable(td: TreeDef, flatten: bool) -> bool:
         if t.kind == "map" and len(t.meta) != n:
             return False
         if t.kind == "dataclass" and (len(t.meta[0]) != n or len(t.meta[1]) != len(t.meta[2])):
+            return False
+        if t.kind == "dataclass":  # (the builder writes a line per field, static ones too)
+            items += 1 + n + len(t.meta[1])
+        else:
+            items += 1 + (1 if type(t.children) is _Leaves else n)
+        if items > MAX_ITEMS:
             return False
         node_type = t.node_type
         if flatten:
