@@ -26,24 +26,24 @@ def close_trees(a, b, rel=1e-9, atol=1e-12):
     assert not bad, bad[:5]
 
 
-def training_step(opt):
+def training(opt, w):
+    """The eager training step with ``opt``, a 2-w-w-1 model, its optimiser
+    state, and the data."""
+
     def step(model, state, xs, ys):
         value, grads = fg.value_and_grad(vmap_loss)(model, xs, ys)
         updates, state = opt.update(grads, state, model)
         return optim.apply_updates(model, updates), state, value
 
-    return step
+    xs, ys = moons(20, noise=0.1, seed=0)
+    model = MLP.init([2, w, w, 1], seed=1)
+    return step, model, opt.init(model), tuple(map(tuple, xs)), tuple(ys)
 
 
 @pytest.mark.parametrize("w", WIDTHS)
 def test_sgd_steps_of_a_wide_model_match_the_eager_steps(w):
-    xs, ys = moons(20, noise=0.1, seed=0)
-    xs, ys = tuple(map(tuple, xs)), tuple(ys)
-    opt = optim.sgd(0.05)
-    step = training_step(opt)
+    step, model, state, xs, ys = training(optim.sgd(0.05), w)
     jitted = fg.jit(step, static_argnums=(2, 3))
-    model = MLP.init([2, w, w, 1], seed=1)
-    state = opt.init(model)
     m1, s1, m2, s2 = model, state, model, state
     for _ in range(2):
         m1, s1, v1 = jitted(m1, s1, xs, ys)
@@ -58,12 +58,7 @@ def test_an_adam_step_of_a_wide_model_matches_the_eager_step(w):
     # One step, and its moments: adam's update divides by the gradient's own
     # size, so a weight whose gradient cancels to about 1e-18 eagerly and to
     # 0.0 in numpy's sum over the batch moves by a step either way.
-    xs, ys = moons(20, noise=0.1, seed=0)
-    xs, ys = tuple(map(tuple, xs)), tuple(ys)
-    opt = optim.adam(0.01)
-    step = training_step(opt)
-    model = MLP.init([2, w, w, 1], seed=1)
-    state = opt.init(model)
+    step, model, state, xs, ys = training(optim.adam(0.01), w)
     m1, s1, v1 = fg.jit(step, static_argnums=(2, 3))(model, state, xs, ys)
     m2, s2, v2 = step(model, state, xs, ys)
     assert v1 == pytest.approx(v2, rel=1e-12)

@@ -13,6 +13,7 @@ import builtins
 import math
 import operator
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 from fgrad.compilers.codetable import GuardFailed
@@ -208,7 +209,8 @@ def statement(ins: tuple[Any, ...], em: Emitter) -> str:
     return f"    {var} = {expr}  # {_op_label(prim)}"
 
 
-def _dot(ws: tuple[Any, ...], xs: tuple[Any, ...], start: Any) -> Any:
+def _dot(ws: Iterable[Any], xs: Iterable[Any], start: Any) -> Any:
+    """A dot's impl, minus its argument slicing: ``builtins.sum`` over ``map(mul)``."""
     return builtins.sum(map(operator.mul, ws, xs), start)
 
 

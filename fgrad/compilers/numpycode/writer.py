@@ -7,20 +7,14 @@ namespace the source runs in maps those names to the objects.
 
 from __future__ import annotations
 
-import builtins
-import operator
 from collections.abc import Callable
 from typing import Any
 
+from fgrad.compilers.pysource import _dot
 from fgrad.primitives import arith
 from fgrad.primitives.reductions import _plain_sum
 
 __all__ = ["CodeWriter"]
-
-
-def _plain_dot(ws: list[float], xs: list[float], start: Any) -> Any:
-    """A dot's impl over two lists: the same ``builtins.sum`` over ``map(mul)``."""
-    return builtins.sum(map(operator.mul, ws, xs), start)
 
 
 class CodeWriter:
@@ -38,7 +32,7 @@ class CodeWriter:
             "FROMITER": np.fromiter,
             "ACCUMULATE": np.add.accumulate,
             "PLAIN_SUM": _plain_sum,
-            "PLAIN_DOT": _plain_dot,
+            "PLAIN_DOT": _dot,  # (the dot's impl over two lists, as scalar jit's DOT)
             "FLOAT": float,
             "DOT": np.dot,
             "GUARD": guard_error,
