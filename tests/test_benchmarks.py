@@ -144,3 +144,15 @@ def test_mlp_scaling_cell_refuses_a_step_that_disagrees_with_numpy(monkeypatch):
     for optimizer in ("sgd", "adam"):
         with pytest.raises(AssertionError, match="vs numpy"):
             bench.cell_vmap(4, 8, steps=1, repeats=1, optimizer=optimizer)
+
+
+def test_chunked_benchmark_agrees_and_reports(tmp_path):
+    pytest.importorskip("numpy")
+    chunked = load("chunked")
+    result = chunked.main(
+        ["--sizes", "600", "--chunk", "200", "--steps", "1", "--repeats", "1", "--out", str(tmp_path)]
+    )
+    rows = result["rows"]
+    assert [r["chunk"] for r in rows] == [None, 200]
+    assert rows[1]["ratio"] > 0 and rows[1]["value"] == pytest.approx(rows[0]["value"], rel=1e-12)
+    assert "| 600 | 200 |" in (tmp_path / "chunked.md").read_text()

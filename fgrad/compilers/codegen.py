@@ -17,6 +17,7 @@ from typing import Any
 
 from fgrad.compilers.codetable import GuardFailed, _table
 from fgrad.compilers.numpycode import compile_batched
+from fgrad.compilers.numpycode.fusion import fuse_chunked_maps
 from fgrad.compilers.pysource import MASK, Emitter, Ref, pieces_of, safe_name, statement
 from fgrad.engine.core import Expr, _is_array
 from fgrad.engine.trace import Trace
@@ -103,6 +104,7 @@ def compile_trace(
     program = _fuse_masks(program, returns)
     n_ops = sum(1 for ins in program if ins[0] == "op")
     if batched:
+        program = fuse_chunked_maps(program)
         header = (
             f"def compiled(leaves):  # jit: {len(inputs)} inputs, {n_ops} operations "
             f"({len(batched)} over the batch), {len(seen_guards)} guards"
@@ -111,7 +113,8 @@ def compile_trace(
             program,
             returns,
             len(inputs),
-            batched,
+            # (arrays among the inputs too: jit's array arguments, which vmap maps over whole)
+            batched | {f"x{k}" for k, node in enumerate(inputs) if _is_array(node.value)},
             header,
             MASK,
             GuardFailed,

@@ -175,12 +175,13 @@ def mean(xs: Iterable[Any]) -> Any:
     >>> mean([1.0, 2.0, 6.0])
     3.0
     """
+    whole = getattr(xs, "_fgrad_sum", None)
+    if whole is not None:  # vmap's batched result: one node, its items never made
+        return div(whole(), float(len(xs)))  # type: ignore[arg-type]
     terms = _scalars("mean", "xs", xs)
     if not terms:
         raise ValueError("mean: xs is empty; the mean of no values is undefined")
-    whole = getattr(xs, "_fgrad_sum", None)
-    total = whole() if whole is not None else bind(sum_p, *terms)  # one node for vmap's batch
-    return div(total, float(len(terms)))
+    return div(bind(sum_p, *terms), float(len(terms)))
 
 
 def dot(ws: Iterable[Any], xs: Iterable[Any], bias: Any = None) -> Any:

@@ -33,34 +33,26 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from fgrad.engine import core
-from fgrad.engine.core import Expr, bind, make_node
-from fgrad.engine.trace import Trace, _active, protected
-from fgrad.engine.tree import tree_flatten, tree_unflatten, treedef_key
-from fgrad.transforms.batching import (
-    TRUSTED,
-    Unbatchable,
-    batch_sum_p,
-    data_p,
-    have_numpy,
-    is_batch,
-    numpy_module,
-    settle,
-    stack_p,
-    unstack,
+from fgrad.engine.core import Expr
+from fgrad.engine.trace import _active, protected
+from fgrad.engine.tree import TreeDef, tree_flatten, tree_unflatten
+from fgrad.transforms import chunks
+from fgrad.transforms.batched import (
+    NOT_BATCHED,
+    Batched,
+    _example,
+    _inside,
+    batched_result,
+    columns,
+    trace_batch,
 )
+from fgrad.transforms.batching import data_p, have_numpy, is_batch
 
 __all__ = ["vmap", "Batched", "looping"]
 
 T = TypeVar("T")
 
 BACKENDS = ("auto", "loop")
-
-
-class Batched(tuple):  # type: ignore[type-arg]
-    """vmap's result: a tuple with one output per example. When it was
-    traced as a batch, ``fg.sum`` and ``fg.mean`` of it are one node."""
-
-    _fgrad_sum: Callable[[], Any] | None = None
 
 
 def _axes(in_axes: Any, n: int) -> tuple[int | None, ...]:
@@ -80,7 +72,12 @@ def _axes(in_axes: Any, n: int) -> tuple[int | None, ...]:
 
 
 def vmap(
-    f: Callable[..., Any], in_axes: Any = 0, out_axes: int = 0, *, backend: str = "auto"
+    f: Callable[..., Any],
+    in_axes: Any = 0,
+    out_axes: int = 0,
+    *,
+    backend: str = "auto",
+    chunk_size: int | None = None,
 ) -> Callable[..., tuple[Any, ...]]:
     """Map ``f`` over the examples of its mapped arguments.
 
@@ -91,6 +88,13 @@ def vmap(
         out_axes: ``0``: the result is a tuple with one output per example.
         backend: ``"auto"`` (numpy under jit when it can, see the module
             doc) or ``"loop"``.
+        chunk_size: run the batch this many examples at a time, forward
+            and reverse, so that memory holds one chunk's values, not the
+            batch's (see ``fgrad.transforms.chunks``). It applies under a
+            transform (jit, grad, jvp, ...), with numpy, to a batch of more
+            than ``chunk_size`` examples that the numpy backend can run;
+            elsewhere vmap runs as without it. A chunk holds two examples
+            at least (the last one, the rest).
 
     Returns:
         The batched function.
@@ -107,6 +111,12 @@ def vmap(
         raise ValueError(f"vmap: out_axes must be 0 (a tuple of per-example outputs), got {out_axes!r}")
     if backend not in BACKENDS:
         raise ValueError(f"vmap: backend must be one of {BACKENDS}, got {backend!r}")
+    if chunk_size is not None and (
+        not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1
+    ):
+        raise ValueError(
+            f"vmap: chunk_size must be a positive int (examples per chunk) or None, got {chunk_size!r}"
+        )
 
     @functools.wraps(f)
     def batched(*args: Any) -> tuple[Any, ...]:
@@ -129,6 +139,10 @@ def vmap(
             shown = ", ".join(f"argument {k} has {n}" for k, n in sizes.items())
             raise ValueError(f"vmap: mapped arguments must have the same number of examples: {shown}")
         n = next(iter(sizes.values()))
+        if backend == "auto" and chunk_size is not None and n > chunk_size and _can_chunk():
+            chunked: Batched | None = _chunked_call(f, args, axes, n, chunk_size)
+            if chunked is not None:
+                return chunked
         if backend == "auto" and n >= 2 and _can_batch():
             out: Batched | None = _batched_call(f, args, axes, n)
             if out is not None:
@@ -138,26 +152,6 @@ def vmap(
     return batched
 
 
-def _example(args: Sequence[Any], axes: Sequence[int | None], i: int) -> list[Any]:
-    out = []
-    for k, (a, ax) in enumerate(zip(args, axes)):
-        if ax is None:
-            out.append(a)
-            continue
-        try:
-            out.append(a[i])
-        except (IndexError, KeyError, TypeError) as e:
-            raise TypeError(
-                f"vmap: argument {k} has length {len(a)} but its example {i} cannot be read "
-                f"({type(e).__name__}: {e}); pass a list or tuple of examples"
-            ) from None
-    return out
-
-
-# True while a batched vmap runs its function: a vmap inside it loops (its
-# function may close over the outer batch, which numpy would pair up with its
-# own examples element by element).
-_inside: ContextVar[bool] = ContextVar("fgrad_inside_batched_vmap", default=False)
 # True while jit traces a program again whose guards need the trace's exact
 # values (``fgrad.compilers.numpycode.exactness``): every vmap runs its loop.
 _loop_only: ContextVar[bool] = ContextVar("fgrad_vmap_loop_only", default=False)
@@ -167,20 +161,6 @@ def looping(body: Callable[[], T]) -> T:
     """``body()`` with every vmap in it running its loop."""
     saved = _loop_only.get()
     return protected(lambda: _loop_only.set(True), body, lambda: _loop_only.set(saved))
-
-
-def _exact_double(x: Any) -> bool:
-    """A number a float64 array holds exactly, with float arithmetic."""
-    return isinstance(x, float) or (isinstance(x, int) and -(2**53) <= x <= 2**53)
-
-
-_PLAIN_CONSTANTS = frozenset({float, int, bool, str, type(None)})
-
-
-def _same_arithmetic(x: Any, np: Any) -> bool:
-    """A constant that numpy combines with a float64 batch as the scalar
-    code combines it with a float: numpy float64s and integers."""
-    return type(x) is np.float64 or isinstance(x, np.integer)
 
 
 def _can_batch() -> bool:
@@ -198,116 +178,98 @@ def _can_batch() -> bool:
     )
 
 
-def _data(trace: Trace, values: Any) -> Expr:
-    """Constant data of a batch as a node of jit's trace: the function sees
-    nodes only (a plain array would meet numpy functions that reduce over
-    the batch, or Python code meant for one number)."""
-    return make_node(trace, values, data_p, (values,))
+def _can_chunk() -> bool:
+    """Under a live transform, with numpy, not debugging nans, not inside
+    a batched vmap (whose batch a chunk would pair up with its own)."""
+    stack = _active.get()
+    return (
+        bool(stack)
+        and all(t.live for t in stack)
+        and not core.DEBUG_NANS
+        and not _inside.get()
+        and chunks.compile_hook is not None
+        and have_numpy()
+    )
 
 
-def _float_columns(a: Any) -> tuple[type | None, list[Any]] | None:
-    """The columns of constant data read straight off a tuple or list of
-    floats (one column: each example is a leaf) or of tuples (or lists) of
-    one length holding floats, as ``(container, columns)``; None for anything
-    else, which takes the general way. This costs C loops per example, where
-    flattening each example costs Python calls (the trace's cost would grow
-    with the batch)."""
-    kinds = set(map(type, a))
-    if kinds == {float}:
-        return None, [a]
-    if len(kinds) != 1 or not kinds <= {tuple, list} or len(set(map(len, a))) != 1:
+def _chunked_call(
+    f: Callable[..., Any], args: Sequence[Any], axes: Sequence[int | None], n: int, chunk: int
+) -> Batched | None:
+    """``f`` as one chunked map (``fgrad.transforms.chunks``), or None when
+    its batch cannot be formed or ``f`` needs one example at a time."""
+    trace = _active.get()[0]
+    shared: list[Any] = []  # the shared leaves that are inputs of the map
+    batches: list[Any] = []
+    layout: list[tuple[TreeDef, list[Any], list[int] | None]] = []  # per argument
+    for k, (a, ax) in enumerate(zip(args, axes)):
+        if ax is None:
+            leaves, td = tree_flatten(a)
+            if any(is_batch(x) for x in leaves):
+                return None  # a batch of an outer vmap: not a shared value
+            where = [i for i, x in enumerate(leaves) if type(x) is Expr or type(x) is float]
+            shared += [leaves[i] for i in where]
+            for i in where:  # (the body, kept by compiled code, keeps no node)
+                leaves[i] = None
+            layout.append((td, leaves, where))
+            continue
+        cols = columns(a, k, args, axes, n, trace)
+        if cols is None or not all(is_batch(c) for c in cols[1]):
+            return None
+        batches += cols[1]
+        layout.append((cols[0], [], None))
+    if not batches:
         return None
-    columns = list(zip(*a))
-    if not all(set(map(type, c)) == {float} for c in columns):
+    out_tree: list[TreeDef] = []
+
+    def fun(sh: list[Any], cl: list[Any]) -> tuple[list[Any], list[Any]]:
+        new_args = []
+        s = c = 0
+        for td, leaves, where in layout:
+            if where is None:
+                new_args.append(tree_unflatten(td, cl[c : c + td.num_leaves]))
+                c += td.num_leaves
+            else:
+                leaves = list(leaves)
+                for i in where:
+                    leaves[i] = sh[s]
+                    s += 1
+                new_args.append(tree_unflatten(td, leaves))
+        out = trace_batch(f, new_args)
+        if out is NOT_BATCHED:
+            raise chunks.NotBatched
+        outs, td = tree_flatten(out)
+        if not out_tree:
+            out_tree.append(td)
+        return outs, []
+
+    data = tuple(
+        type(c) is Expr
+        and c.trace.level == 1
+        and (c.prim is data_p or (c.prim is None and c.trace.guards is not None))
+        for c in batches
+    )
+    body = chunks.Body(fun, len(shared), data, getattr(f, "__name__", "f"))
+    try:
+        parts = chunks.chunked(body, n, chunk, shared, batches)
+    except chunks.NotBatched:
         return None
-    return kinds.pop(), columns
+    return batched_result(tree_unflatten(out_tree[0], parts), n)
 
 
 def _batched_call(f: Callable[..., Any], args: Sequence[Any], axes: Sequence[int | None], n: int) -> Any:
     """``f`` traced once on batched leaves (see the module doc), or None
     when the batch cannot be formed or ``f`` needs one example at a time."""
-    np = numpy_module()
     jit_trace = _active.get()[0]
     new_args = []
     for k, (a, ax) in enumerate(zip(args, axes)):
         if ax is None:
             new_args.append(a)
             continue
-        if type(a) is np.ndarray:  # constant data: a 1-D array of doubles is a batch
-            if a.ndim != 1 or a.dtype != np.float64:
-                return None  # other dtypes keep their own arithmetic in the loop
-            new_args.append(_data(jit_trace, a.copy()))
-            continue
-        fast = _float_columns(a) if type(a) in (tuple, list) else None
-        if fast is not None:
-            container, cols = fast
-            data = [_data(jit_trace, np.array(c, dtype=float)) for c in cols]
-            new_args.append(data[0] if container is None else container(data))
-            continue
-        flats = [tree_flatten(_example(args, axes, i)[k]) for i in range(n)]
-        td = flats[0][1]
-        try:
-            key = treedef_key(td)  # strict: 0.0 and -0.0, 1 and True as static values or keys differ
-            if any(fl[1] is not td and treedef_key(fl[1]) != key for fl in flats):
-                return None  # examples of different structures: the loop handles them
-        except TypeError:
-            return None  # an unhashable static value: the loop says so, if it matters
-        columns = []
-        for j in range(td.num_leaves):
-            leaves = [fl[0][j] for fl in flats]
-            for x in leaves:
-                if not (type(x) is Expr or _exact_double(x)) or is_batch(x):
-                    return None  # e.g. a huge int or a float32: its own arithmetic, in the loop
-            if any(type(x) is Expr for x in leaves):
-                columns.append(bind(stack_p, *leaves))
-            else:
-                columns.append(_data(jit_trace, np.array(leaves, dtype=float)))
-        new_args.append(tree_unflatten(td, columns))
-    for t in _active.get():
-        t.settle = settle  # their reverse passes sum shared cotangents over the batch
-    tape = jit_trace.tape
-    assert tape is not None
-    start = len(tape)
-    inside, errors = _inside.get(), np.geterr()
-
-    def setup() -> None:
-        _inside.set(True)
-        np.seterr(all="ignore")  # IEEE results, as the scalar ops give
-
-    def cleanup() -> None:  # (not np.errstate: see fgrad.engine.trace.protected)
-        _inside.set(inside)
-        np.seterr(**errors)
-
-    try:
-        out = protected(setup, lambda: f(*new_args), cleanup)
-    except Unbatchable:
+        cols = columns(a, k, args, axes, n, jit_trace)
+        if cols is None:
+            return None
+        new_args.append(tree_unflatten(cols[0], cols[1]))
+    out = trace_batch(f, new_args)
+    if out is NOT_BATCHED:
         return None
-    except Exception:  # noqa: BLE001 - e.g. math.exp of a batch node (float() refused)
-        return None  # the loop runs f again: a genuine error is raised there
-    for node in tape[start:]:
-        # An impl that did not fail on a batch is trusted only if it is
-        # fgrad's own or has a vectorized version: a user's impl written with
-        # numpy may well reduce over the batch without an error.
-        if (
-            node.prim is not None
-            and node.prim.vectorized is None
-            and id(node.prim) not in TRUSTED
-            and any(map(is_batch, node.args))
-        ):
-            return None
-        # A constant of another arithmetic (a float32, a Fraction) keeps it in
-        # the loop; numpy would compute it in float64 over the batch.
-        if node.prim is not data_p and not all(
-            type(a) in _PLAIN_CONSTANTS or type(a) is Expr or _same_arithmetic(a, np) for a in node.args
-        ):
-            return None
-    outs, out_td = tree_flatten(out)
-    per_leaf = [unstack(o, n) if is_batch(o) else [o] * n for o in outs]
-    if out_td.kind == "leaf":
-        result = Batched(per_leaf[0])
-    else:
-        result = Batched(tree_unflatten(out_td, [col[i] for col in per_leaf]) for i in range(n))
-    if len(outs) == 1 and out_td.kind == "leaf" and is_batch(outs[0]):
-        batch = outs[0]
-        result._fgrad_sum = lambda: bind(batch_sum_p, batch, n)
-    return result
+    return batched_result(out, n)

@@ -58,6 +58,7 @@ from fgrad.compilers.jit.tracing import trace_path
 from fgrad.engine import core
 from fgrad.engine.trace import active_traces
 from fgrad.engine.tree import tree_unflatten
+from fgrad.transforms import chunks
 
 __all__ = ["jit", "Jitted", "CacheInfo", "TracedArray"]
 
@@ -247,3 +248,6 @@ class Jitted:
 
     def __repr__(self) -> str:
         return f"jit({getattr(self.fun, '__name__', self.fun)!r})"
+
+
+chunks.compile_hook = jit  # a chunked vmap's body runs compiled, chunk by chunk

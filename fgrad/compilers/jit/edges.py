@@ -35,6 +35,7 @@ class TracedArray:
 
     __slots__ = ("node", "where", "shape", "ndim", "size", "dtype")
     __hash__ = None  # type: ignore[assignment]
+    __fgrad_batch__ = True  # fg.vmap maps over ``node``, a batch: the whole array as one leaf
 
     def __init__(self, node: Expr, where: str) -> None:
         self.node, self.where = node, where

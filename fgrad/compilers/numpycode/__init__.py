@@ -36,7 +36,9 @@ The pieces, one module each:
 - ``formulas``: the numpy text of one statement;
 - ``registers``: where each value lives (a register, a matrix's row, a
   vector's entry) and the text that reads it;
-- ``writer``: the source lines, temporaries, constants and functions' names.
+- ``writer``: the source lines, temporaries, constants and functions' names;
+- ``fusion``: a chunked vmap's forward map and its reverse rule's map, run
+  as one where they can be (``fgrad.transforms.chunks``).
 """
 
 from __future__ import annotations

@@ -17,13 +17,29 @@ from fgrad.compilers.numpycode.registers import Registers, key_of
 from fgrad.engine.core import Primitive
 from fgrad.primitives import arith, ops
 from fgrad.transforms.batching import batch_sum_p, bcast_p, data_p, index_p, onehot_p, stack_p, vdot_p
+from fgrad.transforms.chunks import item_p, map_p, pad_p, part_p, primal_of
 
 __all__ = ["FEW_TERMS", "RowStatements"]
 
 # Scalar dots and sums of at least this many terms that live in vectors run as
 # one numpy reduction each (fewer are written inline: a gather costs more).
 FEW_TERMS = 8
-_NOT_ELEMENTWISE = frozenset({vdot_p, batch_sum_p, stack_p, index_p, bcast_p, onehot_p, data_p})
+_NOT_ELEMENTWISE = frozenset(
+    {
+        vdot_p,
+        batch_sum_p,
+        stack_p,
+        index_p,
+        bcast_p,
+        onehot_p,
+        data_p,
+        map_p,
+        part_p,
+        item_p,
+        pad_p,
+        primal_of,
+    }
+)
 # Scalar statements that may run as one numpy statement over a vector.
 _SCALAR_OK = frozenset(
     {arith.add, arith.sub, arith.mul, arith.div, arith.neg, arith.sum_p, arith.dot_p, ops.relu, arith.step}
