@@ -158,6 +158,15 @@ def test_the_lazy_tuple_behaves_as_a_tuple():
 
     assert fg.jit(f)(2.0) == 28.0
 
+    def formatted(w):
+        outs = fg.vmap(lambda w, x: w * x, (None, 0), chunk_size=3)(w, xs)
+        with pytest.raises(TypeError):  # C code reading the storage of a lazy tuple sees none
+            "%s %s %s %s" % outs  # noqa: UP031
+        assert ("%s %s %s %s" % tuple(outs)).startswith("Expr(")  # noqa: UP031
+        return fg.sum(list(outs))
+
+    assert fg.jit(formatted)(2.0) == 20.0
+
 
 def test_branches_on_shared_values_inside_the_function():
     xs = [0.1 * i - 1.0 for i in range(40)]
@@ -173,17 +182,97 @@ def test_branches_on_shared_values_inside_the_function():
         close(step(w, 6), fg.value_and_grad(loss)(w, None))
 
 
-def test_a_structure_that_changes_between_calls_is_an_error():
-    xs = [0.1 * i for i in range(20)]
+def test_a_function_that_branches_on_a_shared_value_is_not_chunked(monkeypatch):
+    """A branch on a shared value would be guarded in each chunk's own
+    program, out of sight of the program that runs the chunks: such a
+    function is mapped as without chunk_size (both branches right, whatever
+    the structure or the batchability of the other branch)."""
+    xs = [0.1 * i + 0.1 for i in range(10)]
+    runs = _chunk_runs(monkeypatch)
 
-    def loss(w):
-        per = fg.vmap(lambda w, x: (w * x,) if w > 0 else (w * x, x), (None, 0), chunk_size=4)
-        return fg.sum([fg.sum(o) for o in per(w, xs)])
+    def per(w, x):  # the other branch: another structure, as many leaves
+        return (w * x, x) if w > 0 else {"p": x * x, "q": w * x * x}
 
-    step = fg.jit(loss)
-    assert step(1.0) == pytest.approx(19.0)
-    with pytest.raises(RuntimeError, match="chunk_size.*same structure"):
-        step(-1.0)
+    def loss(w, c):
+        outs = fg.vmap(per, (None, 0), chunk_size=c)(w, xs)
+        return fg.sum([o[0] if isinstance(o, tuple) else o["q"] for o in outs])
+
+    def needs_the_loop(w, x):  # the other branch needs one example at a time
+        return w * x if w > 0 else (x if x > 0.5 else -x)
+
+    def loss2(w, c):
+        return fg.mean(fg.vmap(needs_the_loop, (None, 0), chunk_size=c)(w, xs))
+
+    for f in (loss, loss2):
+        step = fg.jit(fg.value_and_grad(f), static_argnums=1)
+        for w in (1.0, -1.0, 2.0):
+            close(step(w, 4), fg.value_and_grad(f)(w, None))
+    assert runs and all((a, b) == (0, 4) for _, a, b in runs)  # a first chunk, tried: never the rest
+
+
+def test_outputs_that_are_not_traced_stay_as_returned():
+    xs = [0.1 * i for i in range(10)]
+
+    def f(w, c):
+        outs = fg.vmap(lambda w, x: (w * x, 2, "tag", True), (None, 0), chunk_size=c)(w, xs)
+        assert outs[3][1:] == (2, "tag", True) and type(outs[3][1]) is int
+        return fg.sum([o[0] for o in outs]) * [1.0, 10.0, 100.0][outs[0][1]]
+
+    for c in (None, 4):
+        assert fg.jit(fg.grad(f), static_argnums=1)(1.5, c) == pytest.approx(100.0 * sum(xs), rel=1e-15)
+
+
+def test_taylor_mode_maps_the_loop():
+    xs = [0.13 * i - 1.1 for i in range(25)]
+
+    def loss(c):
+        return lambda w: fg.mean(
+            fg.vmap(lambda w, x: fg.sin(w * x) * fg.exp(0.3 * w * x), (None, 0), chunk_size=c)(w, xs)
+        )
+
+    want = fg.derivatives(loss(None), 3)(0.9)
+    assert fg.derivatives(loss(4), 3)(0.9) == want
+    # under jit too, where the unchunked numpy backend had met Taylor mode's
+    # comparisons of coefficients with a batch (an internal error)
+    assert fg.jit(fg.derivatives(loss(4), 3))(0.9) == want
+    assert fg.jit(fg.derivatives(loss(None), 3))(0.9) == want
+
+
+def test_a_guard_on_chunked_outputs_compares_the_loops_bits():
+    """Chunked values agree with vmap's loop to rounding: a Python branch on
+    one (or on anything computed from one) makes jit trace the program again
+    with the loop, as for the unchunked numpy code, so a threshold right at
+    the loop's value decides as the loop does."""
+    xs, ys = data(64)
+
+    def guarded(c, thr):
+        def loss(m):
+            value = fg.mean(fg.vmap(example_loss, (None, 0, 0), chunk_size=c)(m, xs, ys))
+            return value * 2.0 if value > thr else value
+
+        return loss
+
+    at = fg.value_and_grad(guarded(None, 0.0))(MODEL)[0]  # the loop's value
+    for thr in (at, math.nextafter(at, 0.0), math.nextafter(at, 2.0)):
+        step = fg.jit(fg.value_and_grad(guarded(16, thr)))
+        want = fg.value_and_grad(guarded(None, thr))(MODEL)
+        assert step(MODEL) == step(MODEL)
+        close(step(MODEL), want)
+        assert step.cache_info().traces == 2
+
+
+def test_batched_results_are_batched_tuples_everywhere():
+    import copy
+    import pickle
+
+    xs = [1.0, 2.0, 3.0]
+    f = fg.vmap(lambda w, x: (w * x, x), (None, 0))
+    eager, compiled = f(2.0, xs), fg.jit(f)(2.0, xs)
+    assert type(eager) is type(compiled) and fg.tree_structure(eager) == fg.tree_structure(compiled)
+    assert fg.tree_map(lambda a, b: a - b, eager, compiled) == ((0.0, 0.0),) * 3
+    for x in (eager, compiled):
+        assert pickle.loads(pickle.dumps(x)) == x and type(pickle.loads(pickle.dumps(x))) is type(x)
+        assert copy.copy(x) == x and copy.deepcopy(x) == x
 
 
 def test_functions_that_need_one_example_at_a_time_take_the_loop():
@@ -300,3 +389,49 @@ def test_value_and_grad_runs_each_chunk_once_when_it_can(monkeypatch):
         names = [name.startswith("vjp(") for name, _, _ in runs]
         assert names == ([True] * 4 if passes == 1 else [False] * 4 + [True] * 4)
         close(got, fg.value_and_grad(loss)(MODEL, xs, ys), rel=1e-12)  # eager: two passes, unfused
+
+
+XS20 = [0.1 * i + 0.05 for i in range(20)]
+
+
+def test_a_function_closing_over_a_traced_value_takes_vmaps_other_ways():
+    """A chunk runs on its own, where a value traced outside cannot reach:
+    a function that closes over one (computes with it, or branches on it)
+    is mapped as without chunk_size, with the same results."""
+
+    def computes(c):
+        return lambda w: fg.mean(fg.vmap(lambda x: fg.sin(w * x) * fg.exp(w), 0, chunk_size=c)(XS20))
+
+    for transform in (
+        fg.grad,
+        fg.hessian,
+        lambda f: fg.jit(fg.value_and_grad(f)),
+        lambda f: fg.jit(fg.hessian(f)),
+        lambda f: lambda w: fg.jvp(fg.grad(f), (w,), (1.0,)),
+        lambda f: fg.grad(fg.grad(fg.jit(f))),
+    ):
+        assert transform(computes(4))(0.7) == transform(computes(None))(0.7)
+
+    def branches(w, c):
+        return fg.mean(fg.vmap(lambda x: x * 2.0 if w > 0 else x * 3.0, 0, chunk_size=c)(XS20)) + w
+
+    for c in (None, 4):
+        f, g = fg.jit(branches, static_argnums=1), fg.jit(fg.value_and_grad(branches), static_argnums=1)
+        for w in (1.0, -1.0, 2.0, -3.0):
+            want = (2.0 if w > 0 else 3.0) * fg.mean(XS20) + w
+            assert f(w, c) == pytest.approx(want, rel=1e-15, abs=1e-15)
+            assert g(w, c) == (f(w, c), 1.0)
+
+
+def test_chunks_hold_two_examples_at_least_and_come_in_two_lengths_at_most():
+    from fgrad.transforms.chunks import bounds
+
+    assert bounds(250, 64) == [(0, 64), (64, 128), (128, 192), (192, 250)]
+    assert bounds(65, 64) == [(0, 65)]  # a last chunk of one joins the one before
+    assert bounds(129, 64) == [(0, 64), (64, 129)]
+    assert bounds(7, 1) == [(0, 2), (2, 4), (4, 7)]
+    for n in range(2, 60):
+        for chunk in range(1, 12):
+            got = bounds(n, chunk)
+            assert got[0][0] == 0 and got[-1][1] == n and all(b - a >= 2 for a, b in got)
+            assert all(x[1] == y[0] for x, y in zip(got, got[1:])) and len({b - a for a, b in got}) <= 2

@@ -23,7 +23,6 @@ only knows that a body can be compiled.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -48,8 +47,10 @@ class Body:
 
     ``shared`` holds the shared leaves, ``columns`` one batched leaf per
     column (a node whose value is an array of the chunk's examples); it
-    returns per-example outputs (batches, or numbers the same for every
-    example) and totals (numbers: sums over the chunk's examples).
+    returns per-example outputs (batches, or traced values the same for
+    every example) and totals (sums over the chunk's examples). It may not
+    branch on a traced value (jit would guard the branch in the chunk's own
+    program, out of sight of the program that runs the chunks).
     ``data[i]`` says column ``i`` is a constant of every transform (no
     cotangent is computed for it). ``n_out``/``n_totals`` are learnt when
     it is first compiled.
@@ -94,9 +95,10 @@ class Body:
                 "call the function again inside debug_nans (it then runs vmap's loop)"
             )
         per, totals = self.fun(list(shared), nodes)
-        for x in (*per, *totals):
-            if type(x) is not Expr and not (isinstance(x, numbers.Real) and not isinstance(x, bool)):
-                raise NotBatched  # (a string among the outputs: vmap's other ways keep it)
+        if _active.get()[0].guards:
+            # A branch on a shared value: the compiled program would take this
+            # chunk's path whatever the values of later calls.
+            raise NotBatched
         if self.n_out is None:
             self.n_out, self.n_totals = len(per), len(totals)
         elif (len(per), len(totals)) != (self.n_out, self.n_totals):
@@ -112,9 +114,26 @@ class Body:
 
 
 def _outside(body: Callable[[], Any]) -> Any:
-    """``body()`` with no trace active: a chunk runs as its own compiled call."""
+    """``body()`` with no trace active: a chunk runs as its own compiled call.
+    The traces open outside take no nodes meanwhile (their tapes are held
+    aside), so that a function computing with a value of theirs that it
+    closes over raises (``chunked`` then takes vmap's other ways) instead
+    of mixing its nodes into them; a comparison of such a value is still
+    recorded as their guard, which ``chunked`` sees."""
     saved = _active.get()
-    return protected(lambda: _active.set(()), body, lambda: _active.set(saved))
+    tapes = [t.tape for t in saved]
+
+    def setup() -> None:
+        _active.set(())
+        for t in saved:
+            t.tape = None
+
+    def cleanup() -> None:
+        for t, tape in zip(saved, tapes):
+            t.tape = tape
+        _active.set(saved)
+
+    return protected(setup, body, cleanup)
 
 
 def _call(prim: Primitive, *args: Any) -> Any:
@@ -353,7 +372,16 @@ def chunked(body: Body, n: int, chunk: int, shared: list[Any], columns: list[Any
     values = tuple(_peel(x) for x in shared)
     arrays = [np.asarray(_peel(c)) for c in columns]
     a, b = bounds(n, chunk)[0]
-    body.run_chunk(values, arrays, a, b)  # compiles, and learns the outputs
+    outer = _active.get()
+    before = [len(t.guards or ()) for t in outer]
+    try:
+        body.run_chunk(values, arrays, a, b)  # compiles, and learns the outputs
+    except Exception:  # noqa: BLE001 - vmap's other ways run f again: a genuine error is raised there
+        raise NotBatched from None
+    if [len(t.guards or ()) for t in outer] != before:
+        # The function compared a traced value it closes over: a chunk, run
+        # on its own, cannot branch on it. vmap's other ways can.
+        raise NotBatched
     packed = _call(map_p, body, n, chunk, *shared, *columns)
     assert body.n_out is not None
     return [_call(part_p, packed, j * n, n) for j in range(body.n_out)]

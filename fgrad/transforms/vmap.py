@@ -22,7 +22,12 @@ The numpy backend is used when it can be: under jit, with numpy installed,
 for two or more examples of one structure. A function that needs one
 example at a time (a Python ``if`` on a batched value, a primitive without
 a ``vectorized`` implementation, a vmap nested in a batched one) is traced
-by the loop instead; ``backend="loop"`` asks for the loop always.
+by the loop instead, as is every vmap under Taylor mode; ``backend="loop"``
+asks for the loop always.
+
+``chunk_size=N`` runs a batch N examples at a time under any transform
+(``fgrad.transforms.chunks``): one chunk's values in memory, forward and
+reverse.
 """
 
 from __future__ import annotations
@@ -34,8 +39,8 @@ from typing import Any, TypeVar
 
 from fgrad.engine import core
 from fgrad.engine.core import Expr
-from fgrad.engine.trace import _active, protected
-from fgrad.engine.tree import TreeDef, tree_flatten, tree_unflatten
+from fgrad.engine.trace import Trace, _active, protected
+from fgrad.engine.tree import TreeDef, tree_flatten, tree_unflatten, treedef_equal
 from fgrad.transforms import chunks
 from fgrad.transforms.batched import (
     NOT_BATCHED,
@@ -92,9 +97,10 @@ def vmap(
             and reverse, so that memory holds one chunk's values, not the
             batch's (see ``fgrad.transforms.chunks``). It applies under a
             transform (jit, grad, jvp, ...), with numpy, to a batch of more
-            than ``chunk_size`` examples that the numpy backend can run;
-            elsewhere vmap runs as without it. A chunk holds two examples
-            at least (the last one, the rest).
+            than ``chunk_size`` examples that the numpy backend can run
+            and that neither branches on a traced value nor uses one it
+            closes over; elsewhere vmap runs as without it. A chunk holds
+            two examples at least (the last one, the rest).
 
     Returns:
         The batched function.
@@ -165,7 +171,8 @@ def looping(body: Callable[[], T]) -> T:
 
 def _can_batch() -> bool:
     """Under a live jit trace (the outermost), with numpy, not debugging nans,
-    not inside another batched vmap."""
+    not inside another batched vmap, not in Taylor mode (whose series rules
+    compare coefficients, which a batch cannot)."""
     stack = _active.get()
     return (
         bool(stack)
@@ -174,8 +181,13 @@ def _can_batch() -> bool:
         and not core.DEBUG_NANS
         and not _inside.get()
         and not _loop_only.get()
+        and not _taylor(stack)
         and have_numpy()
     )
+
+
+def _taylor(stack: tuple[Trace, ...]) -> bool:
+    return any(t.name == "derivatives" for t in stack)
 
 
 def _can_chunk() -> bool:
@@ -187,6 +199,8 @@ def _can_chunk() -> bool:
         and all(t.live for t in stack)
         and not core.DEBUG_NANS
         and not _inside.get()
+        and not _loop_only.get()
+        and not _taylor(stack)
         and chunks.compile_hook is not None
         and have_numpy()
     )
@@ -219,7 +233,7 @@ def _chunked_call(
         layout.append((cols[0], [], None))
     if not batches:
         return None
-    out_tree: list[TreeDef] = []
+    first: list[Any] = []  # the outputs' structure, which are traced values, and the others
 
     def fun(sh: list[Any], cl: list[Any]) -> tuple[list[Any], list[Any]]:
         new_args = []
@@ -238,9 +252,16 @@ def _chunked_call(
         if out is NOT_BATCHED:
             raise chunks.NotBatched
         outs, td = tree_flatten(out)
-        if not out_tree:
-            out_tree.append(td)
-        return outs, []
+        traced = tuple(type(o) is Expr for o in outs)
+        if not first:  # outputs that are not traced (ints, strings) stay as f returned them
+            first.extend((td, traced, outs))
+        elif traced != first[1] or not treedef_equal(td, first[0]):
+            raise RuntimeError(
+                f"vmap with chunk_size: {getattr(f, '__name__', 'f')} returned outputs of another "
+                "structure when traced again; a chunked function must return the same structure "
+                "each time (drop chunk_size to map it otherwise)"
+            )
+        return [o for o, t in zip(outs, traced) if t], []
 
     data = tuple(
         type(c) is Expr
@@ -250,10 +271,11 @@ def _chunked_call(
     )
     body = chunks.Body(fun, len(shared), data, getattr(f, "__name__", "f"))
     try:
-        parts = chunks.chunked(body, n, chunk, shared, batches)
+        parts = iter(chunks.chunked(body, n, chunk, shared, batches))
     except chunks.NotBatched:
         return None
-    return batched_result(tree_unflatten(out_tree[0], parts), n)
+    td, traced, outs = first
+    return batched_result(tree_unflatten(td, [next(parts) if t else o for o, t in zip(outs, traced)]), n)
 
 
 def _batched_call(f: Callable[..., Any], args: Sequence[Any], axes: Sequence[int | None], n: int) -> Any:

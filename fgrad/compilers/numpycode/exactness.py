@@ -9,7 +9,8 @@ so they agree with the trace's values to rounding, not bit for bit:
 - isomorphic statements run as one over a matrix or vector (``rows``) whose
   primitive is not exact arithmetic (numpy's ``exp`` of a vector may differ
   in the last bit from ``math.exp``), and from Python 3.12 on, scalar sums
-  and dots, which the impl adds with ``builtins.sum``'s compensation.
+  and dots, which the impl adds with ``builtins.sum``'s compensation;
+- a chunked vmap's outputs (numpy code run chunk by chunk).
 
 The groups mark such results in ``Registers.inexact``. A guard (a Python
 comparison the trace recorded) on one of them, or on anything computed from
@@ -28,6 +29,7 @@ from typing import Any
 from fgrad.compilers.pysource import _PLAIN_SUM, MASK
 from fgrad.engine.core import Primitive
 from fgrad.primitives import arith, ops
+from fgrad.transforms.chunks import map_p, primal_of
 
 __all__ = ["InexactGuard", "exact_in_rows", "inexact_guard"]
 
@@ -40,6 +42,11 @@ class InexactGuard(Exception):
 # Primitives whose numpy statement over a matrix or vector gives each
 # member's bits as its own statement would.
 _EXACT = frozenset({arith.add, arith.sub, arith.mul, arith.div, arith.neg, ops.relu, arith.step, MASK})
+
+
+# A chunked vmap's values: numpy code over each chunk, which agrees with
+# vmap's loop to rounding (``fgrad.transforms.chunks``).
+_ROUNDED = frozenset({map_p, primal_of})
 
 
 def exact_in_rows(prim: Primitive, scalar: bool) -> bool:
@@ -56,7 +63,7 @@ def inexact_guard(program: list[tuple[Any, ...]], inexact: set[str]) -> tuple[An
     tainted = set(inexact)
     for ins in program:
         if ins[0] == "op":
-            if any(a[0] == "var" and a[1] in tainted for a in ins[3]):
+            if ins[2] in _ROUNDED or any(a[0] == "var" and a[1] in tainted for a in ins[3]):
                 tainted.add(ins[1])
         elif any(r[0] == "var" and r[1] in tainted for r in ins[2:4]):
             return ins
