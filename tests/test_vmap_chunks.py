@@ -53,12 +53,16 @@ def test_jit_value_and_grad_equals_unchunked(n, chunk):
     assert step.cache_info().traces == 1
 
 
-def test_eager_grad_equals_the_loop():
+def test_without_jit_chunk_size_changes_nothing(monkeypatch):
+    """Chunks run under jit (the rules of the transforms inside it compute
+    with its nodes); an eager transform maps by vmap's loop, bit for bit."""
     xs, ys = data(150)
-    value, grads = fg.value_and_grad(mlp_loss(32))(MODEL, xs, ys)
-    v0, g0 = fg.value_and_grad(mlp_loss(None))(MODEL, xs, ys)  # vmap's loop
-    close((value, grads), (v0, g0), rel=1e-12)
-    assert all(type(x) is float for x in fg.tree_leaves(grads))
+    runs = _chunk_runs(monkeypatch)
+    assert fg.value_and_grad(mlp_loss(32))(MODEL, xs, ys) == fg.value_and_grad(mlp_loss(None))(MODEL, xs, ys)
+    w = (0.7, -0.3)
+    assert fg.hessian(scalar_loss(16))(w) == fg.hessian(scalar_loss(None))(w)
+    assert fg.jvp(scalar_loss(16), (w,), ((1.0, 2.0),)) == fg.jvp(scalar_loss(None), (w,), ((1.0, 2.0),))
+    assert runs == []
 
 
 def test_without_a_transform_it_is_the_loop_bit_for_bit():
@@ -89,16 +93,28 @@ def scalar_loss(chunk, n=90):
     return loss
 
 
-@pytest.mark.parametrize("jit", [False, True])
-def test_second_order_both_modes(jit):
+def test_second_order_both_modes():
     w = (0.7, -0.3)
-    wrap = fg.jit if jit else (lambda f: f)
+    wrap = fg.jit
     close(wrap(fg.hessian(scalar_loss(16)))(w), fg.hessian(scalar_loss(None))(w), rel=1e-11)
     jv = wrap(lambda w: fg.jvp(scalar_loss(16), (w,), ((1.0, -2.0),)))(w)
     close(jv, fg.jvp(scalar_loss(None), (w,), ((1.0, -2.0),)))
     # third order: grad of a Hessian entry
     h01 = lambda c: lambda w: fg.grad(lambda w: fg.grad(scalar_loss(c))(w)[0])(w)[1]  # noqa: E731
     close(wrap(fg.grad(h01(16)))(w), fg.grad(h01(None))(w), rel=1e-10)
+    # forward over reverse where the cotangents depend on the outputs
+    xs = [0.1 * i - 2.0 for i in range(40)]
+
+    def squares(c):
+        return lambda w: fg.sum(
+            [y * y for y in fg.vmap(lambda w, x: fg.sin(w[0] * x) * w[1], (None, 0), chunk_size=c)(w, xs)]
+        )
+
+    close(wrap(fg.hessian(squares(7)))(w), fg.hessian(squares(None))(w), rel=1e-11)
+    close(
+        wrap(lambda w: fg.jvp(fg.grad(squares(7)), (w,), ((1.0, 0.5),)))(w),
+        fg.jvp(fg.grad(squares(None)), (w,), ((1.0, 0.5),)),
+    )
 
 
 def test_gradient_with_respect_to_the_mapped_values():
@@ -295,9 +311,9 @@ def test_debug_nans_runs_the_loop():
     def loss(w):
         return fg.sum(fg.vmap(lambda w, x: fg.log(x) * w, (None, 0), chunk_size=2)(w, xs))
 
-    assert fg.grad(loss)(1.0) == -math.inf
+    assert fg.jit(fg.grad(loss))(1.0) == -math.inf
     with fg.debug_nans(), pytest.raises(fg.NanError):
-        fg.grad(lambda w: loss(w) * 0.0)(1.0)
+        fg.jit(fg.grad(lambda w: loss(w) * 0.0))(1.0)
 
 
 @pytest.mark.parametrize("bad", [0, -3, 1.5, True, "8"])
@@ -435,3 +451,54 @@ def test_chunks_hold_two_examples_at_least_and_come_in_two_lengths_at_most():
             got = bounds(n, chunk)
             assert got[0][0] == 0 and got[-1][1] == n and all(b - a >= 2 for a, b in got)
             assert all(x[1] == y[0] for x, y in zip(got, got[1:])) and len({b - a for a, b in got}) <= 2
+
+
+def test_rules_computing_with_values_and_rules_that_branch():
+    """A chunked vmap over constants in a custom rule (which computes with
+    values) is nothing to chunk; a primitive whose rule branches on its
+    input meets a batch in the reverse pass, after vmap returned, so jit
+    traces the program again with vmap's loop (chunked or not)."""
+    xs = [0.1 * i - 1.0 for i in range(30)]
+
+    def model(c):
+        @fg.custom_vjp
+        def f(w):
+            return fg.tanh(w)
+
+        def bwd(w, g):
+            d = fg.mean(fg.vmap(lambda w, x: x * (1 - fg.tanh(w * x) ** 2), (None, 0), chunk_size=c)(w, xs))
+            return (g * d,)
+
+        f.defvjp(lambda w: (f(w), w), bwd)
+        return lambda w: f(w) * w
+
+    for transform in (fg.grad, lambda g: fg.jit(fg.grad(g)), lambda g: fg.jit(fg.grad(fg.grad(g)))):
+        got, want = transform(model(7))(0.8), transform(model(None))(0.8)
+        assert type(got) is float and got == pytest.approx(want, rel=1e-12)
+
+    kink = fg.Primitive(
+        "kink",
+        impl=lambda x: x if x > 0 else 0.0,
+        vectorized=lambda x: np.maximum(x, 0.0),
+        vjp=lambda g, out, x: (g if x > 0 else 0.0,),
+        jvp=lambda dxs, out, x: dxs[0] if x > 0 else 0.0,
+    )
+
+    def loss(c):
+        return lambda w: fg.mean(fg.vmap(lambda w, x: kink(w * x), (None, 0), chunk_size=c)(w, xs))
+
+    for c in (None, 7):
+        step = fg.jit(fg.value_and_grad(loss(c)))
+        assert step(0.5) == fg.value_and_grad(loss(None))(0.5)
+        assert step.cache_info().traces == 2
+
+
+def test_an_eager_batched_result_is_a_plain_tuple():
+    b, t = fg.vmap(lambda x: x * 2.0)([1.0, 2.0, 3.0]), (2.0, 4.0, 6.0)
+    assert b == t and hash(b) == hash(t) and b[-1] == 6.0 and b[::-1] == t[::-1]
+    for other in ([1.0], 5, None, "x"):
+        with pytest.raises(TypeError):
+            b < other  # noqa: B015
+    arr = np.array([10.0, 20.0, 30.0])
+    assert (b + arr).tolist() == (t + arr).tolist() and (b * np.array(2)).tolist() == [4.0, 8.0, 12.0]
+    assert (b != arr).tolist() == [True, True, True]

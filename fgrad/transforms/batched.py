@@ -32,101 +32,11 @@ __all__ = ["Batched", "NOT_BATCHED", "columns", "trace_batch", "batched_result",
 
 
 class Batched(tuple):  # type: ignore[type-arg]
-    """vmap's result: a tuple with one output per example.
-
-    When it was traced as a batch, ``fg.sum`` and ``fg.mean`` of it are one
-    node, and its items (a node per example at each level: a million
-    examples make two million nodes under ``jit(grad(...))``, some 400 MB)
-    are made when first read (iterating, indexing, comparing); ``fg.sum``
-    and ``fg.mean`` read none. Such a lazy tuple holds no items of its own
-    until then, so C code that reads a tuple's storage directly (``%``
-    formatting, ``tuple.__getitem__(t, i)``) sees none: pass ``tuple(t)``.
-    """
+    """vmap's result: a tuple with one output per example. When it was
+    traced as a batch, ``fg.sum`` and ``fg.mean`` of it are one node, and
+    its items are made when first read (:class:`_LazyBatched`)."""
 
     _fgrad_sum: Callable[[], Any] | None = None
-    _make: Callable[[], tuple[Any, ...]] | None = None  # (lazy) makes the items
-    _items: tuple[Any, ...] | None = None  # (lazy) the items, once made
-    _n = 0
-
-    @classmethod
-    def lazy(cls, n: int, make: Callable[[], tuple[Any, ...]], whole: Callable[[], Any] | None) -> Batched:
-        self = tuple.__new__(cls)
-        self._n, self._make, self._fgrad_sum = n, make, whole
-        return self
-
-    def _seq(self) -> tuple[Any, ...]:
-        """The items as a tuple: this one, or once lazy, the one made."""
-        if self._make is None:
-            return self
-        items = self._items
-        if items is None:
-            items = self._items = self._make()
-        return items
-
-    def __len__(self) -> int:
-        return self._n if self._make is not None else tuple.__len__(self)
-
-    def __bool__(self) -> bool:
-        return len(self) > 0
-
-    def __iter__(self) -> Any:
-        return tuple.__iter__(self._seq())
-
-    def __reversed__(self) -> Any:
-        return iter(tuple.__getitem__(self._seq(), slice(None, None, -1)))
-
-    def __getitem__(self, i: Any) -> Any:
-        return tuple.__getitem__(self._seq(), i)
-
-    def __contains__(self, x: Any) -> bool:
-        return tuple.__contains__(self._seq(), x)
-
-    def __eq__(self, other: object) -> bool:
-        return tuple.__eq__(self._seq(), _plain(other))
-
-    def __ne__(self, other: object) -> bool:
-        return not self == other
-
-    def __lt__(self, other: Any) -> bool:
-        return bool(tuple.__lt__(self._seq(), _plain(other)))
-
-    def __le__(self, other: Any) -> bool:
-        return bool(tuple.__le__(self._seq(), _plain(other)))
-
-    def __gt__(self, other: Any) -> bool:
-        return bool(tuple.__gt__(self._seq(), _plain(other)))
-
-    def __ge__(self, other: Any) -> bool:
-        return bool(tuple.__ge__(self._seq(), _plain(other)))
-
-    def __hash__(self) -> int:
-        return tuple.__hash__(self._seq())
-
-    def __add__(self, other: Any) -> Any:
-        return tuple.__add__(self._seq(), _plain(other))
-
-    def __radd__(self, other: Any) -> Any:
-        return _plain(other) + tuple(self._seq())
-
-    def __mul__(self, k: Any) -> Any:
-        return tuple.__mul__(self._seq(), k)
-
-    __rmul__ = __mul__
-
-    def index(self, *args: Any) -> int:
-        return tuple.index(self._seq(), *args)
-
-    def count(self, x: Any) -> int:
-        return tuple.count(self._seq(), x)
-
-    def __repr__(self) -> str:
-        return tuple.__repr__(self._seq())
-
-    def __reduce__(self) -> Any:
-        return (Batched, (tuple(self._seq()),))
-
-    def __copy__(self) -> Batched:
-        return self
 
 
 def _example(args: Sequence[Any], axes: Sequence[int | None], i: int) -> list[Any]:
@@ -280,7 +190,7 @@ def trace_batch(f: Callable[..., Any], new_args: Sequence[Any]) -> Any:
 def batched_result(out: Any, n: int) -> Batched:
     """The per-example outputs of ``out``, traced on batched leaves: a tuple
     whose items (a node per example at each level) are made when first read
-    (:meth:`Batched.lazy`)."""
+    (:class:`_LazyBatched`)."""
     outs, out_td = tree_flatten(out)
 
     def items() -> tuple[Any, ...]:
@@ -296,8 +206,104 @@ def batched_result(out: Any, n: int) -> Batched:
         def whole() -> Any:
             return bind(batch_sum_p, batch, n)
 
-    return Batched.lazy(n, items, whole)
+    return _LazyBatched.lazy(n, items, whole)
+
+
+class _LazyBatched(Batched):
+    """A batched vmap's result under jit: a tuple of ``n`` per-example
+    outputs whose items (a node per example at each level: a million
+    examples make two million nodes under ``jit(grad(...))``, some 400 MB)
+    are made when first read (iterating, indexing, comparing); ``fg.sum``
+    and ``fg.mean`` read none. It holds no items of its own, so C code that
+    reads a tuple's storage directly (``%`` formatting, ``tuple.__getitem__(t,
+    i)``) sees none: pass ``tuple(t)``. Pytrees take it as a :class:`Batched`."""
+
+    __tree_type__ = Batched  # (fgrad.engine.tree: the type it flattens and rebuilds as)
+    _make: Callable[[], tuple[Any, ...]]
+    _items: tuple[Any, ...] | None = None
+    _n = 0
+
+    @classmethod
+    def lazy(
+        cls, n: int, make: Callable[[], tuple[Any, ...]], whole: Callable[[], Any] | None
+    ) -> _LazyBatched:
+        self = tuple.__new__(cls)
+        self._n, self._make, self._fgrad_sum = n, make, whole
+        return self
+
+    def _seq(self) -> tuple[Any, ...]:
+        items = self._items
+        if items is None:
+            items = self._items = self._make()
+        return items
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __bool__(self) -> bool:
+        return self._n > 0
+
+    def __iter__(self) -> Any:
+        return iter(self._seq())
+
+    def __reversed__(self) -> Any:
+        return reversed(self._seq())
+
+    def __getitem__(self, i: Any) -> Any:
+        return self._seq()[i]
+
+    def __contains__(self, x: Any) -> bool:
+        return x in self._seq()
+
+    # As a tuple's: NotImplemented for what a tuple does not take, so that
+    # the other operand (a numpy array, say) is asked.
+    def __eq__(self, other: object) -> Any:
+        return tuple.__eq__(self._seq(), _plain(other))
+
+    def __ne__(self, other: object) -> Any:
+        return tuple.__ne__(self._seq(), _plain(other))
+
+    def __lt__(self, other: Any) -> Any:
+        return tuple.__lt__(self._seq(), _plain(other))
+
+    def __le__(self, other: Any) -> Any:
+        return tuple.__le__(self._seq(), _plain(other))
+
+    def __gt__(self, other: Any) -> Any:
+        return tuple.__gt__(self._seq(), _plain(other))
+
+    def __ge__(self, other: Any) -> Any:
+        return tuple.__ge__(self._seq(), _plain(other))
+
+    def __hash__(self) -> int:
+        return hash(self._seq())
+
+    def __add__(self, other: Any) -> Any:
+        return self._seq() + _plain(other) if isinstance(other, tuple) else NotImplemented
+
+    def __radd__(self, other: Any) -> Any:
+        return _plain(other) + self._seq() if isinstance(other, tuple) else NotImplemented
+
+    def __mul__(self, k: Any) -> Any:
+        return self._seq() * k if isinstance(k, int) else NotImplemented
+
+    __rmul__ = __mul__
+
+    def index(self, *args: Any) -> int:
+        return self._seq().index(*args)
+
+    def count(self, x: Any) -> int:
+        return self._seq().count(x)
+
+    def __repr__(self) -> str:
+        return repr(self._seq())
+
+    def __reduce__(self) -> Any:
+        return (Batched, (self._seq(),))
+
+    def __copy__(self) -> _LazyBatched:
+        return self
 
 
 def _plain(x: Any) -> Any:
-    return x._seq() if type(x) is Batched else x
+    return x._seq() if isinstance(x, _LazyBatched) else x

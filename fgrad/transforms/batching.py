@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fgrad.engine.core import Expr, Primitive, Unbatchable, _bind_values, _is_array, _peel, bind, make_node
+from fgrad.engine.core import Expr, Primitive, Unbatchable, _is_array, _peel, bind, make_node
 from fgrad.engine.trace import active_traces
 from fgrad.primitives import arith, ops
 
@@ -78,22 +78,14 @@ def batch_size(x: Any) -> int:
 def _batch(prim: Primitive, *args: Any) -> Any:
     """A batch primitive in a rule. Applied to constants only (a cotangent
     seed ``1.0`` broadcast over the batch, say), it makes a numpy array:
-    under jit that becomes constant data of jit's trace (its code then reads
-    it as a constant). Outside jit (a chunked vmap under an eager grad,
-    ``fgrad.transforms.chunks``) the array stays a value: the reverse pass
-    of the outermost trace computes with values."""
-    out = _rule(prim, *args)
+    that becomes constant data of jit's trace, so that rules never hand a
+    raw array to an operation (arrays from users are refused there)."""
+    out = bind(prim, *args)
     if type(out) is not Expr and _is_array(out):
         stack = active_traces()
-        if stack and stack[0].guards is not None:
+        if stack:
             return make_node(stack[0], out, data_p, (out,))
     return out
-
-
-def _rule(prim: Primitive, *args: Any) -> Any:
-    """``prim`` applied in a rule of a batch primitive: to nodes, or to
-    values among which a batch may be (a cotangent at the outermost level)."""
-    return _bind_values(prim, list(args))
 
 
 # The batch primitives --------------------------------------------------------
@@ -104,7 +96,7 @@ def _rule(prim: Primitive, *args: Any) -> Any:
 stack_p: Primitive = Primitive(
     "stack",
     impl=lambda *xs: _np.array(xs, dtype=float),
-    vjp=lambda g, out, *xs: tuple(_rule(index_p, g, i, len(xs)) for i in range(len(xs))),
+    vjp=lambda g, out, *xs: tuple(index_p(g, i, len(xs)) for i in range(len(xs))),
     jvp=lambda dxs, out, *xs: _batch(stack_p, *(0.0 if d is None else d for d in dxs)),
     doc="""``stack(x0, ..., x{n-1})``: n scalars (one per example) as a batch.
 Derivative: the identity per example; its cotangent is split back with ``index``.""",
@@ -114,7 +106,7 @@ index_p: Primitive = Primitive(
     "index",
     impl=lambda x, i, n: float(x[i]) if _is_array(x) else x,
     vjp=lambda g, out, x, i, n: (_batch(onehot_p, g, i, n), None, None),
-    jvp=lambda dxs, out, x, i, n: _rule(index_p, dxs[0], i, n),
+    jvp=lambda dxs, out, x, i, n: index_p(dxs[0], i, n),
     doc="""``index(x, i, n)``: example ``i`` of a batch of ``n`` (a scalar passes through).
 Derivative: 1 at example ``i``; its cotangent goes back as a ``onehot`` batch.""",
 )
@@ -141,7 +133,7 @@ def _onehot(g: Any, i: int, n: int) -> Any:
 onehot_p: Primitive = Primitive(
     "onehot",
     impl=_onehot,
-    vjp=lambda g, out, x, i, n: (_rule(index_p, g, i, n), None, None),
+    vjp=lambda g, out, x, i, n: (index_p(g, i, n), None, None),
     jvp=lambda dxs, out, x, i, n: _batch(onehot_p, dxs[0], i, n),
     doc="""``onehot(g, i, n)``: a batch of ``n`` zeros with ``g`` at example ``i``.
 Derivative: 1 in g at example ``i``; its cotangent comes back with ``index``.""",
@@ -151,7 +143,7 @@ batch_sum_p: Primitive = Primitive(
     "batch_sum",
     impl=lambda x, n: float(x.sum()) if _is_array(x) else x * n,
     vjp=lambda g, out, x, n: (_batch(bcast_p, g, n), None),
-    jvp=lambda dxs, out, x, n: _rule(batch_sum_p, dxs[0], n),
+    jvp=lambda dxs, out, x, n: batch_sum_p(dxs[0], n),
     doc="""``batch_sum(x, n)``: the sum of a batch of ``n`` over its examples (``x * n`` for a scalar).
 Derivative: 1 in each example; its cotangent goes back with ``bcast``.""",
 )
@@ -159,7 +151,7 @@ Derivative: 1 in each example; its cotangent goes back with ``bcast``.""",
 bcast_p: Primitive = Primitive(
     "bcast",
     impl=lambda x, n: x if _is_array(x) else _np.full(n, x),
-    vjp=lambda g, out, x, n: (_rule(batch_sum_p, g, n), None),
+    vjp=lambda g, out, x, n: (batch_sum_p(g, n), None),
     jvp=lambda dxs, out, x, n: _batch(bcast_p, dxs[0], n),
     doc="""``bcast(x, n)``: a scalar as a batch of ``n`` equal values (a batch passes through).
 Derivative: 1 to each example; its cotangent comes back with ``batch_sum``.""",
@@ -174,8 +166,8 @@ def _vdot_impl(a: Any, b: Any, n: int) -> float:
 
 def _vdot_jvp(dxs: tuple[Any, ...], out: Any, a: Any, b: Any, n: int) -> Any:
     da, db = dxs[0], dxs[1]
-    left = None if da is None else _rule(vdot_p, da, b, n)
-    right = None if db is None else _rule(vdot_p, a, db, n)
+    left = None if da is None else vdot_p(da, b, n)
+    right = None if db is None else vdot_p(a, db, n)
     if left is None:
         return right
     return left if right is None else left + right

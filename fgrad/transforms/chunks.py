@@ -1,6 +1,7 @@
 """``vmap(f, chunk_size=N)``: a batch run N examples at a time.
 
-Under a transform (grad, jvp, jit), a chunked vmap is ONE node of the graph,
+Under jit (and the transforms inside it: grad, jvp, ...), a chunked vmap is
+ONE node of the graph,
 ``chunked_map(body, n, N, *shared, *columns)``: ``shared`` are the leaves
 shared by all examples (the model), ``columns`` the batched leaves (one
 array of ``n`` values each: the data). Its impl runs ``body`` compiled with
@@ -26,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fgrad.engine.core import Expr, Primitive, _bind_values, _is_array, _peel, make_node
+from fgrad.engine.core import Expr, Primitive, Unbatchable, _bind_values, _is_array, _peel, make_node
 from fgrad.engine.trace import Trace, _active, protected, traced
 from fgrad.transforms.batching import TRUSTED, numpy_module
 from fgrad.transforms.edges import lower
@@ -38,7 +39,7 @@ __all__ = ["Body", "map_p", "part_p", "item_p", "pad_p", "primal_of", "chunked",
 compile_hook: Callable[[Callable[..., Any]], Callable[..., Any]] | None = None
 
 
-class NotBatched(Exception):
+class NotBatched(Unbatchable):
     """The body needs one example at a time (vmap's loop runs instead)."""
 
 

@@ -25,7 +25,7 @@ a ``vectorized`` implementation, a vmap nested in a batched one) is traced
 by the loop instead, as is every vmap under Taylor mode; ``backend="loop"``
 asks for the loop always.
 
-``chunk_size=N`` runs a batch N examples at a time under any transform
+``chunk_size=N`` runs a batch N examples at a time under jit
 (``fgrad.transforms.chunks``): one chunk's values in memory, forward and
 reverse.
 """
@@ -95,8 +95,8 @@ def vmap(
             doc) or ``"loop"``.
         chunk_size: run the batch this many examples at a time, forward
             and reverse, so that memory holds one chunk's values, not the
-            batch's (see ``fgrad.transforms.chunks``). It applies under a
-            transform (jit, grad, jvp, ...), with numpy, to a batch of more
+            batch's (see ``fgrad.transforms.chunks``). It applies under
+            jit (and the transforms inside it), with numpy, to a batch of more
             than ``chunk_size`` examples that the numpy backend can run
             and that neither branches on a traced value nor uses one it
             closes over; elsewhere vmap runs as without it. A chunk holds
@@ -191,11 +191,14 @@ def _taylor(stack: tuple[Trace, ...]) -> bool:
 
 
 def _can_chunk() -> bool:
-    """Under a live transform, with numpy, not debugging nans, not inside
-    a batched vmap (whose batch a chunk would pair up with its own)."""
+    """Under a live jit trace (the outermost: the rules of the transforms
+    inside it then compute with its nodes, never with raw arrays), with
+    numpy, not debugging nans, not inside a batched vmap (whose batch a
+    chunk would pair up with its own)."""
     stack = _active.get()
     return (
         bool(stack)
+        and stack[0].guards is not None
         and all(t.live for t in stack)
         and not core.DEBUG_NANS
         and not _inside.get()
@@ -231,8 +234,10 @@ def _chunked_call(
             return None
         batches += cols[1]
         layout.append((cols[0], [], None))
-    if not batches:
-        return None
+    if not batches or not (
+        any(type(x) is Expr for x in shared) or any(c.prim is not data_p for c in batches)
+    ):
+        return None  # nothing traced (a rule computing with values): nothing to chunk
     first: list[Any] = []  # the outputs' structure, which are traced values, and the others
 
     def fun(sh: list[Any], cl: list[Any]) -> tuple[list[Any], list[Any]]:

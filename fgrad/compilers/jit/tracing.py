@@ -19,7 +19,7 @@ from fgrad.compilers.jit.edges import TracedArray, check_outputs, leaf_path
 from fgrad.compilers.jit.paths import CompiledPath
 from fgrad.compilers.numpycode.exactness import InexactGuard
 from fgrad.compilers.treegen import unflattener
-from fgrad.engine.core import make_node
+from fgrad.engine.core import Unbatchable, make_node
 from fgrad.engine.trace import Trace, traced
 from fgrad.engine.tree import tree_flatten
 from fgrad.transforms.vmap import looping
@@ -55,7 +55,9 @@ def trace_path(
 
     try:
         return traced("jit", body)
-    except InexactGuard:
+    except (InexactGuard, Unbatchable):
         # A guard on a value numpy code computes in its own order: the loop's
-        # scalar code computes it as the trace does.
+        # scalar code computes it as the trace does. Or a batch met scalar
+        # code after vmap returned (a primitive's rule with a Python branch,
+        # in the reverse pass), where vmap could no longer take its loop.
         return dataclasses.replace(looping(lambda: traced("jit", body)), traces=2)

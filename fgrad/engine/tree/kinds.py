@@ -98,6 +98,9 @@ def _classify(x: Any) -> str:
         kind = _NONE
     elif issubclass(t, tuple):
         kind = _NAMEDTUPLE if _is_namedtuple(t) else _TUPLE
+        # A tuple subclass may name the type it flattens and rebuilds as
+        # (vmap's lazy result is a Batched to pytrees).
+        node_type = t.__dict__.get("__tree_type__")
     elif issubclass(t, list):
         kind = _LIST
     elif issubclass(t, dict):
