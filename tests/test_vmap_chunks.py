@@ -502,3 +502,16 @@ def test_an_eager_batched_result_is_a_plain_tuple():
     arr = np.array([10.0, 20.0, 30.0])
     assert (b + arr).tolist() == (t + arr).tolist() and (b * np.array(2)).tolist() == [4.0, 8.0, 12.0]
     assert (b != arr).tolist() == [True, True, True]
+
+
+def test_a_tuple_subclass_names_the_type_it_rebuilds_as():
+    class Shown(tuple):
+        pass
+
+    class Hidden(Shown):
+        __tree_type__ = Shown
+
+    tree = (Hidden((1.0, 2.0)), Shown((3.0,)))
+    assert fg.tree_structure(tree) == fg.tree_structure((Shown((5.0, 6.0)), Shown((7.0,))))
+    rebuilt = fg.tree_map(lambda x: x * 2, tree)
+    assert type(rebuilt[0]) is Shown and rebuilt == (Shown((2.0, 4.0)), Shown((6.0,)))
