@@ -105,8 +105,8 @@ class Body:
         elif (len(per), len(totals)) != (self.n_out, self.n_totals):
             raise RuntimeError(
                 f"vmap with chunk_size: {self.name} returned {len(per)} outputs per example where it had "
-                f"returned {self.n_out}; a chunked function must return the same structure for every call "
-                "of the compiled program (branch on shared values with fg.where, or drop chunk_size)"
+                f"returned {self.n_out}; a chunked function must return the same structure each time it "
+                "is traced (drop chunk_size to map it otherwise)"
             )
         return tuple(per), tuple(totals)
 
@@ -138,8 +138,8 @@ def _outside(body: Callable[[], Any]) -> Any:
 
 
 def _call(prim: Primitive, *args: Any) -> Any:
-    """``prim`` applied in a rule, to nodes or to plain values (arrays among
-    them: a reverse pass at the outermost level computes with values)."""
+    """``prim`` applied in a rule or to a chunked map's nodes: ``bind``
+    without its refusal of arrays (a chunk's values are arrays)."""
     return _bind_values(prim, list(args))
 
 
