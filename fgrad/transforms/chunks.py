@@ -152,15 +152,14 @@ def _map_impl(body: Body, n: int, chunk: int, *xs: Any) -> Any:
     shared = tuple(xs[:s])
     columns = [x if _is_array(x) else np.full(n, float(x)) for x in xs[s:]]
     out = None
-    totals: list[Any] = []
+    totals: Any = None
     for a, b in bounds(n, chunk):
         per, tot = body.run_chunk(shared, columns, a, b)
         if out is None:
-            k = len(per)
-            out = np.empty(k * n + len(tot))
-            totals = list(tot)
+            out = np.empty(len(per) * n + len(tot))
+            totals = np.array(tot, dtype=float)
         else:
-            totals = [t + u for t, u in zip(totals, tot)]
+            totals += tot  # (elementwise, in chunk order)
         for j, y in enumerate(per):
             out[j * n + a : j * n + b] = y
     assert out is not None

@@ -250,4 +250,23 @@ class Jitted:
         return f"jit({getattr(self.fun, '__name__', self.fun)!r})"
 
 
-chunks.compile_hook = jit  # a chunked vmap's body runs compiled, chunk by chunk
+def _compile_body(fun: Callable[..., Any]) -> Callable[..., Any]:
+    """A chunked vmap's body compiled (``fgrad.transforms.chunks``): jit of
+    ``fun(shared, *columns)`` for one chunk length. A body has no guards,
+    so once traced its one path is called with the leaves as they come (the
+    shared floats, then the columns' arrays): a body reads thousands of
+    shared floats per chunk, which jit's call would check one by one."""
+    jitted = Jitted(fun, (), 1)
+
+    def run(shared: tuple[Any, ...], *columns: Any) -> Any:
+        paths = jitted._paths
+        if len(paths) != 1:
+            return jitted(shared, *columns)  # (traces it)
+        path = next(iter(paths.values()))
+        flat = path.run([*shared, *columns])
+        return path.build(flat) if path.build is not None else tree_unflatten(path.out_tree, flat)
+
+    return run
+
+
+chunks.compile_hook = _compile_body  # a chunked vmap's body runs compiled, chunk by chunk
