@@ -255,26 +255,6 @@ class _LazyBatched(Batched):
     def __contains__(self, x: Any) -> bool:
         return x in self._seq()
 
-    # As a tuple's: NotImplemented for what a tuple does not take, so that
-    # the other operand (a numpy array, say) is asked.
-    def __eq__(self, other: object) -> Any:
-        return tuple.__eq__(self._seq(), _plain(other))
-
-    def __ne__(self, other: object) -> Any:
-        return tuple.__ne__(self._seq(), _plain(other))
-
-    def __lt__(self, other: Any) -> Any:
-        return tuple.__lt__(self._seq(), _plain(other))
-
-    def __le__(self, other: Any) -> Any:
-        return tuple.__le__(self._seq(), _plain(other))
-
-    def __gt__(self, other: Any) -> Any:
-        return tuple.__gt__(self._seq(), _plain(other))
-
-    def __ge__(self, other: Any) -> Any:
-        return tuple.__ge__(self._seq(), _plain(other))
-
     def __hash__(self) -> int:
         return hash(self._seq())
 
@@ -307,3 +287,14 @@ class _LazyBatched(Batched):
 
 def _plain(x: Any) -> Any:
     return x._seq() if isinstance(x, _LazyBatched) else x
+
+
+def _compared(name: str) -> Callable[[_LazyBatched, Any], Any]:
+    """A comparison as a tuple's: NotImplemented for what a tuple does not
+    take, so that the other operand (a numpy array, say) is asked."""
+    compare = getattr(tuple, name)
+    return lambda self, other: compare(self._seq(), _plain(other))
+
+
+for _name in ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__"):
+    setattr(_LazyBatched, _name, _compared(_name))

@@ -65,14 +65,13 @@ class Body:
         n_shared: int,
         data: tuple[bool, ...],
         name: str,
-        n_totals: int | None = None,
     ) -> None:
         self.fun = fun
         self.n_shared = n_shared
         self.data = data
         self.name = name
         self.n_out: int | None = None
-        self.n_totals = n_totals
+        self.n_totals: int | None = None
         self.runners: dict[int, Callable[..., Any]] = {}
         self.derived: dict[Any, Body] = {}  # its vjp and jvp bodies, made once
         self.primal: Body | None = None  # for a vjp body: the body it differentiates
@@ -100,14 +99,8 @@ class Body:
             # A branch on a shared value: the compiled program would take this
             # chunk's path whatever the values of later calls.
             raise NotBatched
-        if self.n_out is None:
+        if self.n_out is None:  # (vmap checks that f's outputs keep their structure)
             self.n_out, self.n_totals = len(per), len(totals)
-        elif (len(per), len(totals)) != (self.n_out, self.n_totals):
-            raise RuntimeError(
-                f"vmap with chunk_size: {self.name} returned {len(per)} outputs per example where it had "
-                f"returned {self.n_out}; a chunked function must return the same structure each time it "
-                "is traced (drop chunk_size to map it otherwise)"
-            )
         return tuple(per), tuple(totals)
 
     def run_chunk(self, shared: tuple[Any, ...], columns: list[Any], a: int, b: int) -> Any:
@@ -331,7 +324,7 @@ pad_p: Primitive = Primitive(
     "chunk_pad",
     impl=_pad,
     vjp=lambda g, out, x, start, n, total: (
-        _call(part_p, g, start, n) if n > 1 or _is_array(_peel(x)) else _call(item_p, g, start),
+        _call(part_p, g, start, n) if _is_array(_peel(x)) else _call(item_p, g, start),
         None,
         None,
         None,
